@@ -1,0 +1,56 @@
+/** `snowflock agent`: joins a master and runs VMs until SIGINT/SIGTERM. */
+import { Command, Option } from "commander";
+import type { HostPort } from "../control/address.ts";
+import { startAgent } from "../control/agent_service.ts";
+import { BackendKind } from "../control/messages.ts";
+import { createLogger } from "../log.ts";
+import { parseAddress, parseCount, parseName, untilSignal, UsageError } from "./options.ts";
+
+interface AgentFlags {
+  join?: string;
+  token?: string;
+  listen: HostPort;
+  backend: BackendKind;
+  slots?: number;
+  name: string;
+  verbose?: boolean;
+}
+
+export function agentCommand(): Command {
+  return new Command("agent")
+    .description("join a master and run VMs on this host")
+    .addOption(
+      new Option("--join <addr>", "the master's host:port").env("SNOWFLOCK_MASTER"),
+    )
+    .addOption(new Option("--token <token>", "the master's join token").env("SNOWFLOCK_TOKEN"))
+    .option("--listen <addr>", "data-plane listen address (port 0: any)", parseAddress("0.0.0.0"), {
+      hostname: "0.0.0.0",
+      port: 0,
+    })
+    .addOption(
+      new Option("--backend <kind>", "VM backend").choices(BackendKind.options).default("wasm"),
+    )
+    .option("--slots <n>", "clone slots offered (default: cores)", parseCount(0, 4096))
+    .option("--name <name>", "host name in the cluster", parseName, Deno.hostname())
+    .option("-v, --verbose", "log every event")
+    .action(async (f: AgentFlags) => {
+      if (!f.join) throw new UsageError("missing --join <addr> (or SNOWFLOCK_MASTER)");
+      if (!f.token) throw new UsageError("missing --token <token> (or SNOWFLOCK_TOKEN)");
+      const logger = createLogger(`agent ${f.name}`, { verbose: f.verbose });
+      const svc = await startAgent({
+        master: f.join,
+        token: f.token,
+        name: f.name,
+        backend: f.backend,
+        ...(f.slots !== undefined ? { slots: f.slots } : {}),
+        listen: f.listen,
+        logger,
+      });
+      console.log(`agent ${f.name} data plane on ${svc.dataAddress}, joining ${f.join}`);
+      try {
+        await Promise.race([untilSignal(), svc.agent.refused]);
+      } finally {
+        await svc.close();
+      }
+    });
+}

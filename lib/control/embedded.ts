@@ -1,0 +1,63 @@
+/**
+ * An embedded cluster: one master and N agents in this process on loopback,
+ * for the demo, the benchmarks and tests. Each agent is a full agent (own data
+ * plane, own control connection); only the process is shared.
+ */
+import type { Logger } from "../log.ts";
+import type { AgentService } from "./agent_service.ts";
+import { startAgent } from "./agent_service.ts";
+import type { MasterService } from "./master_service.ts";
+import { startMaster } from "./master_service.ts";
+
+export interface EmbeddedOptions {
+  hosts: number;
+  slotsPerHost: number;
+  dataDir: string;
+  logger: Logger;
+  /** Master HTTP port; 0 picks a free one. */
+  port?: number;
+}
+
+export interface EmbeddedCluster {
+  master: MasterService;
+  agents: AgentService[];
+  close(): Promise<void>;
+}
+
+export async function startEmbeddedCluster(o: EmbeddedOptions): Promise<EmbeddedCluster> {
+  const master = await startMaster({
+    listen: { hostname: "127.0.0.1", port: o.port ?? 0 },
+    dataDir: o.dataDir,
+    allocator: "builtin",
+    logger: o.logger.child("master"),
+  });
+  const agents: AgentService[] = [];
+  try {
+    for (let i = 1; i <= o.hosts; i++) {
+      agents.push(
+        await startAgent({
+          master: master.address,
+          token: master.token,
+          name: `host${i}`,
+          backend: "wasm",
+          slots: o.slotsPerHost,
+          listen: { hostname: "127.0.0.1", port: 0 },
+          logger: o.logger.child(`host${i}`),
+        }),
+      );
+    }
+    await Promise.all(agents.map((a) => Promise.race([a.agent.joined, a.agent.refused])));
+  } catch (e) {
+    await Promise.all(agents.map((a) => a.close()));
+    await master.close();
+    throw e;
+  }
+  return {
+    master,
+    agents,
+    close: async () => {
+      await Promise.all(agents.map((a) => a.close()));
+      await master.close();
+    },
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * The master's HTTP listener: the client API (JSON, token in the
+ * `Authorization: Bearer` header) and the agents' WebSocket at /v1/agent.
+ * README.md documents every endpoint with a curl example.
+ */
+import type { Logger } from "../log.ts";
+import { describeIssues, TicketRequestBody } from "./messages.ts";
+import { type Master, MasterError } from "./master.ts";
+import { tokensEqual } from "./token.ts";
+
+export interface HttpOptions {
+  master: Master;
+  token: string;
+  hostname: string;
+  port: number;
+  logger: Logger;
+}
+
+export interface HttpServer {
+  /** host:port actually bound (port 0 picks a free one). */
+  address: string;
+  shutdown(): Promise<void>;
+}
+
+const STATUS: Record<MasterError["code"] | "unauthorized" | "internal", number> = {
+  bad_request: 400,
+  unauthorized: 401,
+  not_found: 404,
+  conflict: 409,
+  unavailable: 503,
+  internal: 500,
+};
+
+type Handler = (req: Request, params: string[]) => Promise<unknown> | unknown;
+
+export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
+  const m = o.master;
+  const routes: [string, RegExp, Handler][] = [
+    ["GET", /^\/v1\/status$/, () => m.status()],
+    ["GET", /^\/v1\/hosts$/, () => m.status().hosts],
+    ["GET", /^\/v1\/tickets$/, () => m.status().tickets],
+    ["POST", /^\/v1\/tickets$/, async (req) => {
+      const body = TicketRequestBody.safeParse(await readJson(req));
+      if (!body.success) {
+        m.countRejected();
+        throw new MasterError(
+          "bad_request",
+          `Cannot request ticket: ${describeIssues(body.error)}`,
+        );
+      }
+      return m.requestTicket({
+        slots: body.data.slots,
+        ...(body.data.ttl_ms ? { ttlMs: body.data.ttl_ms } : {}),
+        ...(body.data.owner ? { owner: body.data.owner } : {}),
+      });
+    }],
+    ["GET", /^\/v1\/tickets\/([\w-]+)$/, (_r, [id]) => m.ticket(id)],
+    ["DELETE", /^\/v1\/tickets\/([\w-]+)$/, (_r, [id]) => m.releaseTicket(id)],
+    ["GET", /^\/v1\/clusters$/, () => m.status().clusters],
+  ];
+
+  const handle = async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    if (url.pathname === "/v1/health") return json(200, { ok: true });
+    if (url.pathname === "/v1/agent") {
+      if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+        return error(400, "bad_request", "Cannot join: expected a WebSocket upgrade");
+      }
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      m.acceptAgent(socket);
+      return response;
+    }
+    const auth = req.headers.get("authorization") ?? "";
+    const given = auth.startsWith("Bearer ") ? auth.slice(7).trim() : "";
+    if (!given || !tokensEqual(given, o.token)) {
+      return error(401, "unauthorized", "Cannot authorize: missing or wrong token");
+    }
+    for (const [method, pattern, handler] of routes) {
+      const match = pattern.exec(url.pathname);
+      if (!match) continue;
+      if (req.method !== method) continue;
+      try {
+        return json(200, await handler(req, match.slice(1)));
+      } catch (e) {
+        if (e instanceof MasterError) return error(STATUS[e.code], e.code, e.message);
+        o.logger.error("request failed", { path: url.pathname, error: e });
+        return error(500, "internal", `Cannot complete request: ${(e as Error).message}`);
+      }
+    }
+    return error(404, "not_found", `Cannot ${req.method} ${url.pathname}: no such endpoint`);
+  };
+
+  return new Promise((resolve, reject) => {
+    try {
+      const server = Deno.serve({
+        hostname: o.hostname,
+        port: o.port,
+        onListen: (addr) => {
+          resolve({
+            address: `${addr.hostname}:${addr.port}`,
+            shutdown: () => server.shutdown(),
+          });
+        },
+        onError: (e) => error(500, "internal", `Cannot complete request: ${(e as Error).message}`),
+      }, handle);
+    } catch (e) {
+      reject(e);
+    }
+  });
+}
+
+async function readJson(req: Request): Promise<unknown> {
+  try {
+    return await req.json();
+  } catch {
+    throw new MasterError("bad_request", "Cannot read request: body is not JSON");
+  }
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+function error(status: number, code: string, message: string): Response {
+  return json(status, { error: { code, message } });
+}
