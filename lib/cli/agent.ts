@@ -12,6 +12,7 @@ interface AgentFlags {
   listen: HostPort;
   backend: BackendKind;
   slots?: number;
+  advertise?: string;
   name: string;
   verbose?: boolean;
 }
@@ -27,6 +28,7 @@ export function agentCommand(): Command {
       hostname: "0.0.0.0",
       port: 0,
     })
+    .option("--advertise <host>", "address other hosts reach this one at (default: auto)")
     .addOption(
       new Option("--backend <kind>", "VM backend").choices(BackendKind.options).default("wasm"),
     )
@@ -44,6 +46,7 @@ export function agentCommand(): Command {
         backend: f.backend,
         ...(f.slots !== undefined ? { slots: f.slots } : {}),
         listen: f.listen,
+        ...(f.advertise ? { advertise: f.advertise } : {}),
         logger,
       });
       console.log(`agent ${f.name} data plane on ${svc.dataAddress}, joining ${f.join}`);

@@ -4,9 +4,10 @@ import { VERSION } from "../version.ts";
 import { agentCommand } from "./agent.ts";
 import { demoCommand } from "./demo.ts";
 import { masterCommand } from "./master.ts";
+import { ExitCode, runCommand } from "./run.ts";
 import { statusCommand } from "./status.ts";
 
-const COMMANDS = [masterCommand, agentCommand, statusCommand, demoCommand];
+const COMMANDS = [masterCommand, agentCommand, statusCommand, runCommand, demoCommand];
 
 export function buildProgram(): Command {
   const program = new Command("snowflock")
@@ -26,6 +27,7 @@ export async function runCli(args: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof ExitCode) return e.code;
     console.error(`snowflock: ${(e as Error).message}`);
     return 1;
   }

@@ -9,7 +9,9 @@ import {
   type AgentCall,
   type BackendInfo,
   type Inventory,
+  type MasterCall,
   MasterMessage,
+  type VmEvent,
   type Welcome,
 } from "./messages.ts";
 import { Peer } from "./peer.ts";
@@ -25,7 +27,7 @@ export interface AgentOptions {
   dataAddress: string;
   logger: Logger;
   /** Answers calls the master makes on this agent. */
-  onRequest?: (call: unknown) => Promise<unknown>;
+  onRequest?: (call: MasterCall) => Promise<unknown>;
 }
 
 export class AgentError extends Error {
@@ -36,6 +38,8 @@ export class AgentError extends Error {
 }
 
 const BACKOFF_MIN_MS = 200;
+/** VM events kept while the master is unreachable, sent when it is back. */
+const EVENT_BACKLOG = 100_000;
 const BACKOFF_MAX_MS = 5_000;
 
 export class Agent {
@@ -47,6 +51,8 @@ export class Agent {
   #backoff = BACKOFF_MIN_MS;
   #fatal: PromiseWithResolvers<never> = Promise.withResolvers();
   #welcomed: PromiseWithResolvers<Welcome> = Promise.withResolvers();
+  #backlog: VmEvent[] = [];
+  #online = false;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -87,6 +93,15 @@ export class Agent {
     return this.#peer.request(call, timeoutMs);
   }
 
+  /** Reports a VM event; kept for later while the master is unreachable. */
+  event(event: VmEvent): void {
+    if (this.#online && this.#peer && !this.#peer.closed) {
+      this.#peer.send({ type: "event", event });
+    } else if (this.#backlog.length < EVENT_BACKLOG) {
+      this.#backlog.push(event);
+    }
+  }
+
   close(): void {
     this.#stopped = true;
     clearInterval(this.#heartbeat);
@@ -114,6 +129,8 @@ export class Agent {
           this.#backoff = BACKOFF_MIN_MS;
           log.info("joined", { master: this.#o.master, host: m.host });
           this.#startHeartbeat(peer, m.heartbeatMs);
+          this.#online = true;
+          for (const event of this.#backlog.splice(0)) peer.send({ type: "event", event });
           this.#welcomed.resolve(m);
         } else if (m.type === "refused") {
           this.#stopped = true;
@@ -121,6 +138,7 @@ export class Agent {
         }
       },
       onClose: () => {
+        this.#online = false;
         clearInterval(this.#heartbeat);
         if (this.#stopped) return;
         log.debug("disconnected; retrying", { inMs: this.#backoff });

@@ -2,9 +2,10 @@
 import { probeAll } from "../backend/backend.ts";
 import type { BackendKind } from "./messages.ts";
 import type { Logger } from "../log.ts";
-import { type HostPort, parseHostPort, sourceAddressFor } from "./address.ts";
+import { type HostPort, localAddressFacing, parseHostPort } from "./address.ts";
 import { Agent, AgentError } from "./agent.ts";
 import { type DataServer, serveAgentData } from "./agent_http.ts";
+import { AgentVms } from "./agent_vms.ts";
 
 export interface AgentServiceOptions {
   master: string;
@@ -14,6 +15,12 @@ export interface AgentServiceOptions {
   slots?: number;
   /** Data-plane listen address; port 0 picks a free one. */
   listen: HostPort;
+  /** The address other hosts reach this one at (default: the interface facing the master). */
+  advertise?: string;
+  /** Where VMs' working dirs live; default: a temp dir removed when the agent stops. */
+  workDir?: string;
+  /** Where prepared modules are cached by content hash. */
+  cacheDir?: string;
   logger: Logger;
 }
 
@@ -32,10 +39,10 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
   }
   const master = parseHostPort(o.master);
   const data = await serveAgentData(o.listen, o.logger);
-  const advertised = o.listen.hostname === "0.0.0.0"
-    ? await sourceAddressFor(master)
-    : o.listen.hostname;
+  const advertised = o.advertise ??
+    (o.listen.hostname === "0.0.0.0" ? await localAddressFacing(master) : o.listen.hostname);
   const dataAddress = `${advertised}:${data.port}`;
+  const workDir = o.workDir ?? await Deno.makeTempDir({ prefix: `snowflock-${o.name}-` });
   const agent = new Agent({
     master: `${master.hostname}:${master.port}`,
     token: o.token,
@@ -44,14 +51,35 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     backends,
     dataAddress,
     logger: o.logger,
+    // Calls arrive on later event-loop turns, after `vms` below is set.
+    onRequest: (call) => vms.handle(call),
+  });
+  const vms: AgentVms = new AgentVms({
+    agent,
+    data,
+    dataAddress,
+    master: `${master.hostname}:${master.port}`,
+    token: o.token,
+    workDir,
+    cacheDir: o.cacheDir ?? defaultCacheDir(),
+    logger: o.logger,
   });
   return {
     agent,
     data,
     dataAddress,
     close: async () => {
+      vms.close();
       agent.close();
       await data.shutdown();
+      if (!o.workDir) await Deno.remove(workDir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/** $XDG_CACHE_HOME/snowflock, else ~/.cache/snowflock. */
+export function defaultCacheDir(): string {
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  const home = Deno.env.get("HOME") ?? "/tmp";
+  return `${xdg || `${home}/.cache`}/snowflock`;
 }

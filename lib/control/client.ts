@@ -2,7 +2,14 @@
  * The HTTP client the CLI's client commands use: exactly the public API that
  * README.md documents, nothing private.
  */
-import type { StatusView, TicketView } from "./messages.ts";
+import type {
+  ClusterView,
+  JobEvent,
+  OutFiles,
+  StatusView,
+  TicketView,
+  VmView,
+} from "./messages.ts";
 
 export class ClientError extends Error {
   readonly status: number;
@@ -43,22 +50,72 @@ export class MasterClient {
     return this.#call("DELETE", `/v1/tickets/${encodeURIComponent(id)}`) as Promise<TicketView>;
   }
 
-  async #call(method: string, path: string, body?: unknown): Promise<unknown> {
-    let res: Response;
+  /** Uploads a guest module; returns its hash. */
+  async uploadModule(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+    return ((await this.#call("PUT", "/v1/modules", bytes)) as { module: string }).module;
+  }
+
+  run(module: string, args: string[], env: string[] = [], host?: string): Promise<VmView> {
+    return this.#call("POST", "/v1/vms", {
+      module,
+      args,
+      env,
+      ...(host ? { host } : {}),
+    }) as Promise<VmView>;
+  }
+
+  vm(id: string): Promise<VmView> {
+    return this.#call("GET", `/v1/vms/${encodeURIComponent(id)}`) as Promise<VmView>;
+  }
+
+  killVm(id: string): Promise<VmView> {
+    return this.#call("DELETE", `/v1/vms/${encodeURIComponent(id)}`) as Promise<VmView>;
+  }
+
+  vmOut(id: string): Promise<OutFiles> {
+    return this.#call("GET", `/v1/vms/${encodeURIComponent(id)}/out`) as Promise<OutFiles>;
+  }
+
+  cluster(id: string): Promise<ClusterView> {
+    return this.#call("GET", `/v1/clusters/${encodeURIComponent(id)}`) as Promise<ClusterView>;
+  }
+
+  /** Every event of a job, in order, until its end. */
+  async *followJob(job: string): AsyncGenerator<JobEvent> {
+    const res = await this.#fetch("GET", `/v1/jobs/${encodeURIComponent(job)}/events`);
+    if (!res.ok || !res.body) throw new ClientError(`Cannot follow job ${job}: HTTP ${res.status}`);
+    let buffered = "";
+    for await (const chunk of res.body.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (line) yield JSON.parse(line) as JobEvent;
+      }
+    }
+  }
+
+  async #fetch(method: string, path: string, body?: unknown): Promise<Response> {
+    const raw = body instanceof Uint8Array;
     try {
-      res = await fetch(this.base + path, {
+      return await fetch(this.base + path, {
         method,
         headers: {
           authorization: `Bearer ${this.#token}`,
-          ...(body ? { "content-type": "application/json" } : {}),
+          ...(body && !raw ? { "content-type": "application/json" } : {}),
         },
-        ...(body ? { body: JSON.stringify(body) } : {}),
+        ...(body ? { body: raw ? body as Uint8Array<ArrayBuffer> : JSON.stringify(body) } : {}),
       });
     } catch (e) {
       throw new ClientError(`Cannot reach master at ${this.base}: ${(e as Error).message}`, 0, {
         cause: e,
       });
     }
+  }
+
+  async #call(method: string, path: string, body?: unknown): Promise<unknown> {
+    const res = await this.#fetch(method, path, body);
     const text = await res.text();
     let json: { error?: { message?: string } } | undefined;
     try {

@@ -56,8 +56,9 @@ export async function startEmbeddedCluster(o: EmbeddedOptions): Promise<Embedded
     master,
     agents,
     close: async () => {
-      await Promise.all(agents.map((a) => a.close()));
+      // The master first, so agents leaving is not reported as hosts going down.
       await master.close();
+      await Promise.all(agents.map((a) => a.close()));
     },
   };
 }

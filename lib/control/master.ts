@@ -7,21 +7,33 @@ import type { Allocator, ClusterView as AllocatorView, Reclaim } from "../alloca
 import { grantedSlots } from "../allocator/allocator.ts";
 import type { Logger } from "../log.ts";
 import { VERSION } from "../version.ts";
+import { join } from "node:path";
 import {
   type AgentCall,
   AgentMessage,
+  type ClusterView,
+  type ForkPlan,
   Hello,
   type Inventory,
+  type MasterCall,
+  type MemberView,
+  OutFiles,
+  type RunBody,
   type StatusView,
   type TicketRequestParams,
   type TicketView,
+  type VmEvent,
+  type VmView,
 } from "./messages.ts";
+import { JobStreams } from "./job_streams.ts";
 import { Peer } from "./peer.ts";
 import { hostView, type Store, type TicketRecord, ticketView } from "./store.ts";
 import { tokensEqual } from "./token.ts";
 
 export interface MasterOptions {
   store: Store;
+  /** Where uploaded guest modules are kept, by content hash. */
+  moduleDir: string;
   allocator: Allocator;
   token: string;
   logger: Logger;
@@ -54,6 +66,10 @@ export class Master {
   #startedAt = new Date();
   #rejected = 0;
   #closing = false;
+  #jobs = new JobStreams();
+  #joinWaiters = new Map<string, Set<() => void>>();
+  /** performance.now() at fork.begin, per cluster: the origin of its timeline. */
+  #forkStarted = new Map<string, number>();
   /** Until then, hosts known from before a restart may still reconnect. */
   #recoveryDeadline = 0;
   #timer: ReturnType<typeof setInterval>;
@@ -125,7 +141,9 @@ export class Master {
       schema: AgentMessage,
       logger: this.#o.logger.child(name),
       onRequest: (call) => this.#agentCall(name, call),
-      onMessage: () => {},
+      onMessage: (m) => {
+        if (m.type === "event") this.#vmEvent(name, m.event);
+      },
       onRejected: () => this.#rejected++,
       onClose: () => {
         if (!this.#closing && this.#connections.get(name)?.peer === peer) {
@@ -163,18 +181,333 @@ export class Master {
         return Promise.resolve(this.ticket(call.params.ticket));
       case "ticket.release":
         return this.releaseTicket(call.params.ticket);
+      case "fork.begin":
+        return Promise.resolve(this.#forkBegin(host, call.params.ticket, call.params.parentVm));
+      case "fork.dispatch":
+        return this.#forkDispatch(host, call.params);
+      case "cluster.join":
+        return this.joinCluster(call.params.cluster);
+      case "cluster.kill":
+        return this.killCluster(call.params.cluster);
     }
+  }
+
+  /** Sends a call to a host's agent. */
+  #callAgent(host: string, call: MasterCall, timeoutMs?: number): Promise<unknown> {
+    const c = this.#connections.get(host);
+    if (!c) return Promise.reject(new MasterError("unavailable", `Cannot reach host ${host}`));
+    return c.peer.request(call, timeoutMs);
+  }
+
+  // ---- VMs ----
+
+  /** Keeps a module under its sha256; returns the hash. */
+  async putModule(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+    const magic = [0x00, 0x61, 0x73, 0x6d];
+    if (bytes.length < 8 || magic.some((b, i) => bytes[i] !== b)) {
+      throw new MasterError("bad_request", "Cannot load guest: not a WebAssembly module");
+    }
+    const hash = hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+    const path = join(this.#o.moduleDir, `${hash}.wasm`);
+    const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeFile(tmp, bytes);
+    await Deno.rename(tmp, path);
+    return hash;
+  }
+
+  /** A module's bytes, or undefined when it was never uploaded. */
+  async module(hash: string): Promise<Uint8Array<ArrayBuffer> | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(hash)) return undefined;
+    try {
+      return await Deno.readFile(join(this.#o.moduleDir, `${hash}.wasm`));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Starts a VM on a host (the given one, or the wasm host with the most free slots). */
+  async runVm(body: RunBody): Promise<VmView> {
+    if (!(await this.module(body.module))) {
+      throw new MasterError("not_found", `Cannot run module ${body.module}: not uploaded`);
+    }
+    const host = body.host ?? this.#pickHost();
+    if (!this.#connections.has(host)) {
+      throw new MasterError("unavailable", `Cannot run on host ${host}: not connected`);
+    }
+    const vm: VmView = {
+      id: newId("vm"),
+      job: newId("j"),
+      host,
+      module: body.module,
+      state: "starting",
+      createdAt: new Date().toISOString(),
+    };
+    this.#o.store.insertVm(vm);
+    try {
+      await this.#callAgent(host, {
+        method: "vm.start",
+        params: { vm: vm.id, module: body.module, args: body.args, env: body.env },
+      }, 300_000);
+    } catch (e) {
+      const reason = (e as Error).message;
+      this.#o.store.setVmState(vm.id, "failed", { reason });
+      this.#jobs.publish(vm.job, { kind: "end", exitCode: 1, reason });
+      throw new MasterError("bad_request", reason);
+    }
+    return this.vm(vm.id);
+  }
+
+  #pickHost(): string {
+    const inUse = this.#slotsInUse();
+    const hosts = this.#o.store.hosts().filter((h) =>
+      h.state === "up" && h.backends.some((b) => b.kind === "wasm" && b.available)
+    ).sort((a, b) =>
+      (b.slots - (inUse.get(b.name) ?? 0)) - (a.slots - (inUse.get(a.name) ?? 0)) ||
+      a.name.localeCompare(b.name)
+    );
+    if (hosts.length === 0) throw new MasterError("unavailable", "Cannot run: no host is up");
+    return hosts[0].name;
+  }
+
+  vm(id: string): VmView {
+    const vm = this.#o.store.vm(id);
+    if (!vm) throw new MasterError("not_found", `Cannot find VM ${id}`);
+    const { cluster: _c, clone: _n, ...view } = vm;
+    return view;
+  }
+
+  /** The NDJSON event stream of a job: every VM's output and state, then its end. */
+  followJob(job: string): ReadableStream<Uint8Array> {
+    return this.#jobs.follow(job);
+  }
+
+  /** The files of a VM's /out, fetched from its host. */
+  async vmOut(id: string): Promise<OutFiles> {
+    const vm = this.vm(id);
+    const result = await this.#callAgent(
+      vm.host,
+      { method: "vm.out", params: { vm: id } },
+      120_000,
+    );
+    const parsed = OutFiles.safeParse(result);
+    if (!parsed.success) throw new MasterError("unavailable", `Cannot read /out of ${id}`);
+    return parsed.data;
+  }
+
+  async killVm(id: string): Promise<VmView> {
+    const vm = this.vm(id);
+    await this.#callAgent(vm.host, { method: "vm.kill", params: { vm: id } });
+    return this.vm(id);
+  }
+
+  #vmEvent(host: string, e: VmEvent): void {
+    const vm = this.#o.store.vm(e.vm);
+    if (!vm || vm.host !== host) {
+      this.#rejected++;
+      this.#o.logger.warn("event for an unknown VM", { host, vm: e.vm });
+      return;
+    }
+    const clone = vm.clone ?? 0;
+    if (e.kind === "output") {
+      this.#jobs.publish(vm.job, {
+        kind: "output",
+        vm: e.vm,
+        clone,
+        stream: e.stream,
+        line: e.line,
+      });
+      return;
+    }
+    const extra = {
+      ...(e.exitCode !== undefined ? { exitCode: e.exitCode } : {}),
+      ...(e.reason ? { reason: e.reason } : {}),
+    };
+    this.#o.store.setVmState(e.vm, e.state, extra);
+    this.#jobs.publish(vm.job, { kind: "state", vm: e.vm, clone, state: e.state, ...extra });
+    if (vm.cluster) this.#memberChanged(vm.cluster, clone, e.state, extra);
+    else if (e.state !== "running") {
+      this.#jobs.publish(vm.job, {
+        kind: "end",
+        exitCode: e.exitCode ?? 1,
+        ...(e.reason ? { reason: e.reason } : {}),
+      });
+    }
+  }
+
+  // ---- impromptu clusters ----
+
+  #forkBegin(host: string, ticketId: string, parentVm: string): ForkPlan {
+    const parent = this.#o.store.vm(parentVm);
+    if (!parent || parent.host !== host) {
+      throw new MasterError("bad_request", `Cannot fork ${parentVm}: no such VM on ${host}`);
+    }
+    const ticket = this.ticket(ticketId);
+    if (ticket.owner !== parentVm) {
+      throw new MasterError("conflict", `Cannot fork with ticket ${ticketId}: not ${parentVm}'s`);
+    }
+    this.useTicket(ticketId);
+    const cluster = newId("c");
+    const members: MemberView[] = [];
+    for (const p of ticket.placements) {
+      for (let i = 0; i < p.slots; i++) {
+        members.push({
+          clone: members.length + 1,
+          vm: newId("vm"),
+          host: p.host,
+          state: "starting",
+        });
+      }
+    }
+    const now = new Date().toISOString();
+    this.#o.store.insertCluster({
+      id: cluster,
+      ticket: ticketId,
+      parentVm,
+      parentHost: host,
+      state: "forking",
+      createdAt: now,
+      timeline: {},
+    }, members);
+    for (const m of members) {
+      this.#o.store.insertVm({
+        id: m.vm,
+        job: parent.job,
+        host: m.host,
+        module: parent.module,
+        state: "starting",
+        createdAt: now,
+        cluster,
+        clone: m.clone,
+      });
+    }
+    this.#forkStarted.set(cluster, performance.now());
+    return {
+      cluster,
+      job: parent.job,
+      members: members.map((m) => ({
+        clone: m.clone,
+        host: m.host,
+        dataAddress: this.#o.store.host(m.host)?.dataAddress ?? "",
+      })),
+    };
+  }
+
+  async #forkDispatch(
+    host: string,
+    p: { cluster: string; descriptor: string; pauseMs: number; resume: "clone" | "checkpoint" },
+  ): Promise<{ started: number }> {
+    const c = this.cluster(p.cluster);
+    if (c.parentHost !== host) {
+      throw new MasterError("conflict", `Cannot dispatch cluster ${p.cluster}: not ${host}'s`);
+    }
+    this.#o.store.updateTimeline(c.id, {
+      pauseMs: p.pauseMs,
+      descriptorBytes: Math.floor(p.descriptor.length * 3 / 4),
+    });
+    this.#o.store.setClusterState(c.id, "running");
+    const byHost = Map.groupBy(c.members, (m) => m.host);
+    let started = 0;
+    await Promise.all([...byHost].map(async ([h, members]) => {
+      try {
+        await this.#callAgent(h, {
+          method: "clone.start",
+          params: {
+            cluster: c.id,
+            clones: members.map((m) => ({ clone: m.clone, vm: m.vm })),
+            descriptor: p.descriptor,
+            resume: p.resume,
+          },
+        }, 120_000);
+        started += members.length;
+      } catch (e) {
+        for (const m of members) {
+          const reason = `Cannot start clone on ${h}: ${(e as Error).message}`;
+          this.#o.store.setVmState(m.vm, "failed", { reason });
+          this.#memberChanged(c.id, m.clone, "failed", { reason });
+        }
+      }
+    }));
+    return { started };
+  }
+
+  cluster(id: string): ClusterView {
+    const c = this.#o.store.cluster(id);
+    if (!c) throw new MasterError("not_found", `Cannot find cluster ${id}`);
+    return c;
+  }
+
+  #memberChanged(
+    cluster: string,
+    clone: number,
+    state: "running" | "exited" | "failed" | "killed",
+    extra: { exitCode?: number; reason?: string },
+  ): void {
+    const before = this.#o.store.cluster(cluster)?.members.find((m) => m.clone === clone);
+    if (!before || (before.state !== "starting" && before.state !== "running")) return;
+    this.#o.store.setMemberState(cluster, clone, state, extra);
+    const c = this.cluster(cluster);
+    const started = this.#forkStarted.get(cluster);
+    if (
+      started !== undefined && c.timeline.readyMs === undefined &&
+      c.members.every((m) => m.state !== "starting")
+    ) {
+      this.#o.store.updateTimeline(cluster, { readyMs: performance.now() - started });
+    }
+    if (c.members.every((m) => m.state !== "starting" && m.state !== "running")) {
+      for (const wake of this.#joinWaiters.get(cluster) ?? []) wake();
+      this.#joinWaiters.delete(cluster);
+    }
+  }
+
+  /** Waits until every clone of a cluster is done, then releases its ticket. */
+  async joinCluster(id: string): Promise<ClusterView> {
+    const c = this.cluster(id);
+    if (c.members.some((m) => m.state === "starting" || m.state === "running")) {
+      await new Promise<void>((resolve) => {
+        const set = this.#joinWaiters.get(id) ?? new Set();
+        set.add(resolve);
+        this.#joinWaiters.set(id, set);
+      });
+    }
+    if (c.state === "forking" || c.state === "running") {
+      const started = this.#forkStarted.get(id);
+      this.#o.store.setClusterState(id, "joined");
+      if (started !== undefined) {
+        this.#o.store.updateTimeline(id, { joinedMs: performance.now() - started });
+      }
+      await this.releaseTicket(c.ticket);
+    }
+    return this.cluster(id);
+  }
+
+  /** Ends every clone of a cluster; they count as failed for the join. */
+  async killCluster(id: string): Promise<ClusterView> {
+    const c = this.cluster(id);
+    await Promise.all(
+      c.members.filter((m) => m.state === "starting" || m.state === "running")
+        .map(async (m) => {
+          await this.#callAgent(m.host, { method: "vm.kill", params: { vm: m.vm } }).catch(
+            () => {},
+          );
+          this.#o.store.setVmState(m.vm, "killed", { reason: "killed by sf_kill" });
+          this.#memberChanged(id, m.clone, "killed", { reason: "killed by sf_kill" });
+        }),
+    );
+    if (c.state === "forking" || c.state === "running") {
+      this.#o.store.setClusterState(id, "killed");
+      await this.releaseTicket(c.ticket);
+    }
+    return this.cluster(id);
   }
 
   #hostDown(name: string, reason: string): void {
     const host = this.#o.store.host(name);
     if (!host || host.state === "down") return;
-    this.#o.store.transaction(() => {
-      this.#o.store.setHostState(name, "down", reason);
-      for (const m of this.#o.store.liveMembersOn(name)) {
-        this.#o.store.setMemberState(m.cluster, m.clone, "failed", { reason: `host ${name} down` });
-      }
-    });
+    const why = `host ${name} down: ${reason}`;
+    this.#o.store.setHostState(name, "down", reason);
+    for (const vm of this.#o.store.liveVmsOn(name)) {
+      this.#vmEvent(name, { kind: "state", vm, state: "failed", reason: why });
+    }
     this.#o.logger.warn("host down", { host: name, reason });
   }
 
@@ -318,4 +651,12 @@ export class Master {
       rejectedMessages: this.#rejected,
     };
   }
+}
+
+function newId(prefix: string): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

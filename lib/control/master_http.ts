@@ -4,7 +4,7 @@
  * README.md documents every endpoint with a curl example.
  */
 import type { Logger } from "../log.ts";
-import { describeIssues, TicketRequestBody } from "./messages.ts";
+import { describeIssues, RunBody, TicketRequestBody } from "./messages.ts";
 import { type Master, MasterError } from "./master.ts";
 import { tokensEqual } from "./token.ts";
 
@@ -33,6 +33,9 @@ const STATUS: Record<MasterError["code"] | "unauthorized" | "internal", number> 
 
 type Handler = (req: Request, params: string[]) => Promise<unknown> | unknown;
 
+/** Module uploads are bounded so a client cannot fill the master's memory. */
+const MAX_MODULE_BYTES = 512 * 1024 * 1024;
+
 export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
   const m = o.master;
   const routes: [string, RegExp, Handler][] = [
@@ -57,6 +60,39 @@ export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
     ["GET", /^\/v1\/tickets\/([\w-]+)$/, (_r, [id]) => m.ticket(id)],
     ["DELETE", /^\/v1\/tickets\/([\w-]+)$/, (_r, [id]) => m.releaseTicket(id)],
     ["GET", /^\/v1\/clusters$/, () => m.status().clusters],
+    ["GET", /^\/v1\/clusters\/([\w-]+)$/, (_r, [id]) => m.cluster(id)],
+    ["PUT", /^\/v1\/modules$/, async (req) => {
+      const length = Number(req.headers.get("content-length") ?? 0);
+      if (length > MAX_MODULE_BYTES) {
+        throw new MasterError(
+          "bad_request",
+          `Cannot load guest: larger than ${MAX_MODULE_BYTES} bytes`,
+        );
+      }
+      return { module: await m.putModule(new Uint8Array(await req.arrayBuffer())) };
+    }],
+    ["GET", /^\/v1\/modules\/([0-9a-f]{64})$/, async (_r, [hash]) => {
+      const bytes = await m.module(hash);
+      if (!bytes) throw new MasterError("not_found", `Cannot find module ${hash}`);
+      return new Response(bytes, { headers: { "content-type": "application/wasm" } });
+    }],
+    ["POST", /^\/v1\/vms$/, async (req) => {
+      const body = RunBody.safeParse(await readJson(req));
+      if (!body.success) {
+        m.countRejected();
+        throw new MasterError("bad_request", `Cannot run: ${describeIssues(body.error)}`);
+      }
+      return m.runVm(body.data);
+    }],
+    ["GET", /^\/v1\/vms\/([\w-]+)$/, (_r, [id]) => m.vm(id)],
+    ["DELETE", /^\/v1\/vms\/([\w-]+)$/, (_r, [id]) => m.killVm(id)],
+    ["GET", /^\/v1\/vms\/([\w-]+)\/out$/, (_r, [id]) => m.vmOut(id)],
+    [
+      "GET",
+      /^\/v1\/jobs\/([\w-]+)\/events$/,
+      (_r, [job]) =>
+        new Response(m.followJob(job), { headers: { "content-type": "application/x-ndjson" } }),
+    ],
   ];
 
   const handle = async (req: Request): Promise<Response> => {
@@ -80,7 +116,8 @@ export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
       if (!match) continue;
       if (req.method !== method) continue;
       try {
-        return json(200, await handler(req, match.slice(1)));
+        const result = await handler(req, match.slice(1));
+        return result instanceof Response ? result : json(200, result);
       } catch (e) {
         if (e instanceof MasterError) return error(STATUS[e.code], e.code, e.message);
         o.logger.error("request failed", { path: url.pathname, error: e });

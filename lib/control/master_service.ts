@@ -32,9 +32,12 @@ export async function startMaster(o: MasterServiceOptions): Promise<MasterServic
   await Deno.mkdir(o.dataDir, { recursive: true });
   const token = await loadOrCreateToken(o.dataDir, o.token);
   const store = Store.open(join(o.dataDir, "state.db"));
+  const moduleDir = join(o.dataDir, "modules");
+  await Deno.mkdir(moduleDir, { recursive: true });
   const allocator = createAllocator(o.allocator);
   const master = new Master({
     store,
+    moduleDir,
     allocator,
     token,
     logger: o.logger,

@@ -52,12 +52,101 @@ export type TicketRequestParams = z.infer<typeof TicketRequestParams>;
 
 export const TicketIdParams = z.object({ ticket: z.string().min(1).max(64) }).strict();
 
+const vmId = z.string().min(1).max(64).regex(/^[\w.-]+$/);
+const clusterId = z.string().min(1).max(64).regex(/^[\w.-]+$/);
+const hash = z.string().regex(/^[0-9a-f]{64}$/, { message: "must be a sha256 in hex" });
+const base64 = z.string().max(64 * 1024 * 1024).regex(/^[A-Za-z0-9+/]*={0,2}$/, {
+  message: "must be base64",
+});
+
+export const ForkBeginParams = z.object({ ticket: z.string().min(1).max(64), parentVm: vmId })
+  .strict();
+/** Where clones resume: inside sf_clone (returns the clone id) or sf_checkpoint_parent (0). */
+export const ResumeKind = z.enum(["clone", "checkpoint"]);
+
+export const ForkDispatchParams = z.object({
+  cluster: clusterId,
+  descriptor: base64,
+  pauseMs: z.number().nonnegative(),
+  resume: ResumeKind,
+}).strict();
+export const ClusterIdParams = z.object({ cluster: clusterId }).strict();
+
+/** A VM's life as its agent reports it. */
+export const VmState = z.enum(["running", "exited", "failed", "killed"]);
+export type VmState = z.infer<typeof VmState>;
+
 export const AgentCall = z.discriminatedUnion("method", [
   z.object({ method: z.literal("ticket.request"), params: TicketRequestParams }).strict(),
   z.object({ method: z.literal("ticket.get"), params: TicketIdParams }).strict(),
   z.object({ method: z.literal("ticket.release"), params: TicketIdParams }).strict(),
+  /** The parent is paused at sf_clone: mark the ticket used, name the clones and their hosts. */
+  z.object({ method: z.literal("fork.begin"), params: ForkBeginParams }).strict(),
+  /** The descriptor is ready: start the clones on their hosts. */
+  z.object({ method: z.literal("fork.dispatch"), params: ForkDispatchParams }).strict(),
+  /** Resolves when every clone of the cluster has exited, failed or been killed. */
+  z.object({ method: z.literal("cluster.join"), params: ClusterIdParams }).strict(),
+  z.object({ method: z.literal("cluster.kill"), params: ClusterIdParams }).strict(),
 ]);
 export type AgentCall = z.infer<typeof AgentCall>;
+
+/** What the master answers to fork.begin. */
+export interface ForkPlan {
+  cluster: string;
+  job: string;
+  members: { clone: number; host: string; dataAddress: string }[];
+}
+
+/** A line of guest output or a change of a VM's state, reported by the VM's agent. */
+export const VmEvent = z.discriminatedUnion("kind", [
+  z.object({
+    kind: z.literal("output"),
+    vm: vmId,
+    stream: z.enum(["stdout", "stderr"]),
+    line: z.string().max(65536),
+  }).strict(),
+  z.object({
+    kind: z.literal("state"),
+    vm: vmId,
+    state: VmState,
+    exitCode: z.number().int().optional(),
+    reason: z.string().max(2000).optional(),
+  }).strict(),
+]);
+export type VmEvent = z.infer<typeof VmEvent>;
+
+// ---- calls the master makes to an agent ----
+
+export const MasterCall = z.discriminatedUnion("method", [
+  z.object({
+    method: z.literal("vm.start"),
+    params: z.object({
+      vm: vmId,
+      module: hash,
+      args: z.array(z.string().max(4096)).max(1024),
+      env: z.array(z.string().max(4096)).max(1024),
+    }).strict(),
+  }).strict(),
+  z.object({
+    method: z.literal("clone.start"),
+    params: z.object({
+      cluster: clusterId,
+      clones: z.array(z.object({ clone: z.number().int().positive(), vm: vmId }).strict())
+        .min(1),
+      descriptor: base64,
+      resume: ResumeKind,
+    }).strict(),
+  }).strict(),
+  z.object({ method: z.literal("vm.kill"), params: z.object({ vm: vmId }).strict() }).strict(),
+  z.object({ method: z.literal("vm.out"), params: z.object({ vm: vmId }).strict() }).strict(),
+]);
+export type MasterCall = z.infer<typeof MasterCall>;
+
+/** Files of a VM's /out, as vm.out and GET /v1/vms/{vm}/out return them. */
+export const OutFiles = z.object({
+  files: z.array(z.object({ path: z.string().max(4096), data: base64 }).strict()),
+}).strict();
+export type OutFiles = z.infer<typeof OutFiles>;
 
 // ---- envelopes ----
 
@@ -86,8 +175,11 @@ export const AgentRequest = z.object({ v, type: z.literal("request"), id, call: 
   .strict();
 export type AgentRequest = z.infer<typeof AgentRequest>;
 
+export const AgentEvent = z.object({ v, type: z.literal("event"), event: VmEvent }).strict();
+export type AgentEvent = z.infer<typeof AgentEvent>;
+
 /** Everything an agent may send once it has been welcomed. */
-export const AgentMessage = z.union([Heartbeat, AgentRequest, Reply]);
+export const AgentMessage = z.union([Heartbeat, AgentRequest, AgentEvent, Reply]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 export const Welcome = z.object({
@@ -102,8 +194,11 @@ export const Refused = z.object({ v, type: z.literal("refused"), reason: z.strin
   .strict();
 export type Refused = z.infer<typeof Refused>;
 
+export const MasterRequest = z.object({ v, type: z.literal("request"), id, call: MasterCall })
+  .strict();
+
 /** Everything the master may send to an agent. */
-export const MasterMessage = z.union([Welcome, Refused, Reply]);
+export const MasterMessage = z.union([Welcome, Refused, MasterRequest, Reply]);
 export type MasterMessage = z.infer<typeof MasterMessage>;
 
 // ---- state as the HTTP API shows it ----
@@ -158,6 +253,7 @@ export type MemberState = z.infer<typeof MemberState>;
 
 export const MemberView = z.object({
   clone: z.number().int().positive(),
+  vm: z.string(),
   host: name,
   state: MemberState,
   exitCode: z.number().int().optional(),
@@ -168,6 +264,17 @@ export type MemberView = z.infer<typeof MemberView>;
 export const ClusterState = z.enum(["forking", "running", "joined", "killed", "failed"]);
 export type ClusterState = z.infer<typeof ClusterState>;
 
+export const ForkTimeline = z.object({
+  /** Parent paused at sf_clone and its descriptor made, in ms. */
+  pauseMs: z.number().nonnegative().optional(),
+  descriptorBytes: count.optional(),
+  /** From fork.begin to the last clone running, in ms. */
+  readyMs: z.number().nonnegative().optional(),
+  /** From fork.begin to the cluster joined, in ms. */
+  joinedMs: z.number().nonnegative().optional(),
+}).strict();
+export type ForkTimeline = z.infer<typeof ForkTimeline>;
+
 export const ClusterView = z.object({
   id: z.string(),
   ticket: z.string(),
@@ -175,6 +282,7 @@ export const ClusterView = z.object({
   parentHost: name,
   state: ClusterState,
   createdAt: z.string(),
+  timeline: ForkTimeline,
   members: z.array(MemberView),
 }).strict();
 export type ClusterView = z.infer<typeof ClusterView>;
@@ -189,6 +297,33 @@ export const StatusView = z.object({
   rejectedMessages: count,
 }).strict();
 export type StatusView = z.infer<typeof StatusView>;
+
+export const VmView = z.object({
+  id: z.string(),
+  job: z.string(),
+  host: name,
+  module: z.string(),
+  state: z.enum(["starting", "running", "exited", "failed", "killed"]),
+  exitCode: z.number().int().optional(),
+  reason: z.string().optional(),
+  createdAt: z.string(),
+}).strict();
+export type VmView = z.infer<typeof VmView>;
+
+/** Body of POST /v1/vms: run a module (uploaded before with PUT /v1/modules). */
+export const RunBody = z.object({
+  module: hash,
+  args: z.array(z.string().max(4096)).max(1024).default([]),
+  env: z.array(z.string().max(4096)).max(1024).default([]),
+  host: name.optional(),
+}).strict();
+export type RunBody = z.infer<typeof RunBody>;
+
+/** One line of GET /v1/jobs/{job}/events (NDJSON). */
+export type JobEvent =
+  | { kind: "output"; vm: string; clone: number; stream: "stdout" | "stderr"; line: string }
+  | { kind: "state"; vm: string; clone: number; state: VmState; exitCode?: number; reason?: string }
+  | { kind: "end"; exitCode: number; reason?: string };
 
 /** Body of POST /v1/tickets. */
 export const TicketRequestBody = z.object({

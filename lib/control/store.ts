@@ -8,6 +8,7 @@ import type {
   BackendInfo,
   ClusterState,
   ClusterView,
+  ForkTimeline,
   HostState,
   HostView,
   MemberState,
@@ -15,6 +16,7 @@ import type {
   Placement,
   TicketState,
   TicketView,
+  VmView,
 } from "./messages.ts";
 
 const SCHEMA_VERSION = 1;
@@ -51,16 +53,30 @@ CREATE TABLE IF NOT EXISTS clusters (
   parent_vm TEXT NOT NULL,
   parent_host TEXT NOT NULL,
   state TEXT NOT NULL,
-  created_at TEXT NOT NULL
+  created_at TEXT NOT NULL,
+  timeline TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS members (
   cluster TEXT NOT NULL REFERENCES clusters(id),
   clone INTEGER NOT NULL,
+  vm TEXT NOT NULL,
   host TEXT NOT NULL,
   state TEXT NOT NULL,
   exit_code INTEGER,
   reason TEXT,
   PRIMARY KEY (cluster, clone)
+);
+CREATE TABLE IF NOT EXISTS vms (
+  id TEXT PRIMARY KEY,
+  job TEXT NOT NULL,
+  host TEXT NOT NULL,
+  module TEXT NOT NULL,
+  state TEXT NOT NULL,
+  exit_code INTEGER,
+  reason TEXT,
+  created_at TEXT NOT NULL,
+  cluster TEXT,
+  clone INTEGER
 );
 `;
 
@@ -264,15 +280,89 @@ export class Store {
   insertCluster(c: Omit<ClusterView, "members">, members: MemberView[]): void {
     this.transaction(() => {
       this.#db.prepare(
-        "INSERT INTO clusters (id, ticket, parent_vm, parent_host, state, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-      ).run(c.id, c.ticket, c.parentVm, c.parentHost, c.state, c.createdAt);
+        "INSERT INTO clusters (id, ticket, parent_vm, parent_host, state, created_at, timeline) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ).run(
+        c.id,
+        c.ticket,
+        c.parentVm,
+        c.parentHost,
+        c.state,
+        c.createdAt,
+        JSON.stringify(c.timeline),
+      );
       const insert = this.#db.prepare(
-        "INSERT INTO members (cluster, clone, host, state, exit_code, reason) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO members (cluster, clone, vm, host, state, exit_code, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
       );
       for (const m of members) {
-        insert.run(c.id, m.clone, m.host, m.state, m.exitCode ?? null, m.reason ?? null);
+        insert.run(c.id, m.clone, m.vm, m.host, m.state, m.exitCode ?? null, m.reason ?? null);
       }
     });
+  }
+
+  /** Merges `patch` into a cluster's fork timeline. */
+  updateTimeline(id: string, patch: ForkTimeline): void {
+    const c = this.cluster(id);
+    if (!c) return;
+    this.#db.prepare("UPDATE clusters SET timeline = ? WHERE id = ?").run(
+      JSON.stringify({ ...c.timeline, ...patch }),
+      id,
+    );
+  }
+
+  // ---- VMs ----
+
+  insertVm(vm: VmView & { cluster?: string; clone?: number }): void {
+    this.#db.prepare(
+      `INSERT INTO vms (id, job, host, module, state, exit_code, reason, created_at, cluster, clone)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      vm.id,
+      vm.job,
+      vm.host,
+      vm.module,
+      vm.state,
+      vm.exitCode ?? null,
+      vm.reason ?? null,
+      vm.createdAt,
+      vm.cluster ?? null,
+      vm.clone ?? null,
+    );
+  }
+
+  setVmState(
+    id: string,
+    state: VmView["state"],
+    extra: { exitCode?: number; reason?: string } = {},
+  ): void {
+    this.#db.prepare("UPDATE vms SET state = ?, exit_code = ?, reason = ? WHERE id = ?").run(
+      state,
+      extra.exitCode ?? null,
+      extra.reason ?? null,
+      id,
+    );
+  }
+
+  vm(id: string): (VmView & { cluster?: string; clone?: number }) | undefined {
+    const r = this.#db.prepare("SELECT * FROM vms WHERE id = ?").get(id) as Row | undefined;
+    if (!r) return undefined;
+    return {
+      id: String(r.id),
+      job: String(r.job),
+      host: String(r.host),
+      module: String(r.module),
+      state: r.state as VmView["state"],
+      ...(r.exit_code !== null ? { exitCode: Number(r.exit_code) } : {}),
+      ...(r.reason !== null ? { reason: String(r.reason) } : {}),
+      createdAt: String(r.created_at),
+      ...(r.cluster !== null ? { cluster: String(r.cluster), clone: Number(r.clone) } : {}),
+    };
+  }
+
+  /** VMs not yet finished on `host`. */
+  liveVmsOn(host: string): string[] {
+    return (this.#db.prepare(
+      "SELECT id FROM vms WHERE host = ? AND state IN ('starting', 'running')",
+    ).all(host) as Row[]).map((r) => String(r.id));
   }
 
   setClusterState(id: string, state: ClusterState): void {
@@ -313,6 +403,7 @@ export class Store {
       "SELECT * FROM members WHERE cluster = ? ORDER BY clone",
     ).all(row.id) as Row[]).map((m): MemberView => ({
       clone: Number(m.clone),
+      vm: String(m.vm),
       host: String(m.host),
       state: m.state as MemberState,
       ...(m.exit_code !== null ? { exitCode: Number(m.exit_code) } : {}),
@@ -325,6 +416,7 @@ export class Store {
       parentHost: String(row.parent_host),
       state: row.state as ClusterState,
       createdAt: String(row.created_at),
+      timeline: JSON.parse(String(row.timeline)),
       members,
     };
   }

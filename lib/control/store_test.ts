@@ -33,7 +33,11 @@ Deno.test("Store keeps hosts, tickets and clusters across reopen", async () => {
       parentHost: "h1",
       state: "running",
       createdAt: "2026-01-01T00:00:00.000Z",
-    }, [{ clone: 1, host: "h1", state: "running" }, { clone: 2, host: "h1", state: "starting" }]);
+      timeline: {},
+    }, [
+      { clone: 1, vm: "vm-2", host: "h1", state: "running" },
+      { clone: 2, vm: "vm-3", host: "h1", state: "starting" },
+    ]);
     a.setMemberState("c-1", 1, "exited", { exitCode: 0 });
     a.close();
 

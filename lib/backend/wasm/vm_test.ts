@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { VmError } from "./errors.ts";
+import { SF_ECONTROL, SF_EFORK, SF_EINVAL } from "./guest_abi.ts";
+import { createGuestMemory, type GuestHooks, WasmVm } from "./vm.ts";
+import { FakeCluster } from "./testdata/fake_agent.ts";
+import { preparedGuest } from "./testdata/guests.ts";
+
+Deno.test("sf_clone() forks: ids, inherited stack/heap/globals, isolated clones", async () => {
+  const cluster = new FakeCluster(await preparedGuest("fork"));
+  const vm = await cluster.start(["1"]);
+  assert.deepEqual(await vm.exited, { kind: "exit", code: 0 });
+  assert.deepEqual(cluster.linesOf("p"), [
+    "parent: size=3 local=1234 counter=200 clone_id=0",
+    "parent: joined=3 heap0=0 counter=200",
+  ]);
+  for (const id of [1, 2, 3]) {
+    assert.deepEqual(cluster.linesOf(`p.${id}`), [
+      `clone ${id}: local=1234 counter=200 heap=1 clone_id=${id}`,
+    ]);
+    assert.deepEqual(cluster.exits.get(`p.${id}`), { kind: "exit", code: 10 + id });
+  }
+  assert.equal(vm.forkPauses().length, 1);
+});
+
+Deno.test("sf_clone() in a clone forks a grandchild", async () => {
+  const cluster = new FakeCluster(await preparedGuest("fork"));
+  const vm = await cluster.start(["1", "nested"]);
+  assert.deepEqual(await vm.exited, { kind: "exit", code: 0 });
+  assert.deepEqual(cluster.linesOf("p.1.1"), ["grandchild 1: counter=301 heap0=-1 clone_id=1"]);
+  assert.deepEqual(cluster.exits.get("p.1.1"), { kind: "exit", code: 51 });
+  assert.deepEqual(cluster.linesOf("p.1").slice(1), ["clone 1: inner clone 0 joined 1"]);
+  assert.deepEqual(cluster.exits.get("p.1"), { kind: "exit", code: 11 });
+  assert.deepEqual(cluster.linesOf("p").at(-1), "parent: joined=3 heap0=0 counter=200");
+});
+
+Deno.test("sf_checkpoint_parent() then sf_create_clones() resumes clones later", async () => {
+  const cluster = new FakeCluster(await preparedGuest("checkpoint"));
+  const vm = await cluster.start([]);
+  assert.deepEqual(await vm.exited, { kind: "exit", code: 0 });
+  assert.deepEqual(cluster.linesOf("p"), [
+    "parent: checkpoint=1 created=2",
+    "parent: joined=2 value=99",
+  ]);
+  assert.deepEqual(cluster.linesOf("p.c1"), ["checkpoint clone 1: value=41"]);
+  assert.deepEqual(cluster.exits.get("p.c2"), { kind: "exit", code: 22 });
+});
+
+Deno.test("a failing hook gives the guest a negative code", async () => {
+  const fail = () => Promise.reject(new Error("control plane down"));
+  const hooks: GuestHooks = {
+    requestTicket: fail,
+    ticketSize: fail,
+    clone: fail,
+    join: fail,
+    kill: fail,
+    checkpoint: fail,
+    createClones: fail,
+    hintOverwrite: fail,
+  };
+  const cluster = new FakeCluster(await preparedGuest("hooks"));
+  const vm = await cluster.start([], hooks);
+  assert.deepEqual(await vm.exited, { kind: "exit", code: 0 });
+  assert.deepEqual(cluster.linesOf("p"), [
+    `request_ticket: ${SF_ECONTROL}`,
+    `clone: ${SF_EFORK}`,
+    `join: ${SF_ECONTROL}`,
+    `checkpoint: ${SF_EFORK}`,
+    `hint outside memory: ${SF_EINVAL}`,
+    "still running",
+  ]);
+});
+
+Deno.test("a trapping guest ends with a trap, not a host crash", async () => {
+  const cluster = new FakeCluster(await preparedGuest("trap"));
+  const vm = await cluster.start([]);
+  const exit = await vm.exited;
+  assert.equal(exit.kind, "trap");
+  assert.match(exit.kind === "trap" ? exit.message : "", /unreachable/);
+  assert.deepEqual(cluster.linesOf("p"), ["before trap"]);
+});
+
+Deno.test("kill() ends a spinning or blocked guest with code 137", async () => {
+  const cluster = new FakeCluster(await preparedGuest("spin"));
+  const spinning = await cluster.start([]);
+  const blocked = await cluster.start(["join"], {
+    ...cluster.hooks("p"),
+    join: () => new Promise(() => {}),
+  });
+  spinning.kill();
+  blocked.kill();
+  assert.deepEqual(await spinning.exited, { kind: "exit", code: 137 });
+  assert.deepEqual(await blocked.exited, { kind: "exit", code: 137 });
+});
+
+Deno.test("resume() refuses a fork point of another module", async () => {
+  const module = await preparedGuest("trap");
+  const cluster = new FakeCluster(module);
+  await assert.rejects(
+    WasmVm.resume({
+      module,
+      memory: createGuestMemory(module),
+      forkPoint: {
+        kind: "clone",
+        moduleHash: "0".repeat(64),
+        globals: [],
+        asyncifyData: new Uint8Array(),
+        wasi: { args: [], env: [], fds: [] },
+        memoryPages: module.initialPages,
+        heapTop: 0,
+        stackPointer: null,
+      },
+      returnValue: 1,
+      preopens: [],
+      hooks: cluster.hooks("p"),
+      onOutput: () => {},
+    }),
+    VmError,
+  );
+});
+
+Deno.test("start() fails clearly when a preopen is missing", async () => {
+  const module = await preparedGuest("trap");
+  const cluster = new FakeCluster(module, [{ guestPath: "/out", hostPath: "/nonexistent/out" }]);
+  await assert.rejects(cluster.start([]), /^VmError: Cannot start VM: Cannot preopen \/out/);
+});
+
+Deno.test("measure: parent pause and time to a running clone (4 MiB heap)", async () => {
+  const cluster = new FakeCluster(await preparedGuest("fork"));
+  const vm = await cluster.start(["4"]);
+  assert.deepEqual(await vm.exited, { kind: "exit", code: 0 });
+  const ms = (n: number) => `${n.toFixed(1)} ms`;
+  console.log(`memory: ${vm.memory.buffer.byteLength / 1048576} MiB`);
+  // deno test type-checks every Worker it starts (seconds); deno run does not.
+  console.log("(under deno test, clone start includes the Worker's type check)");
+  console.log(`parent pause (unwind, eager copy, rewind): ${vm.forkPauses().map(ms).join(", ")}`);
+  for (const t of cluster.cloneTimes) {
+    console.log(`clone running ${ms(t.sincePause)} after the pause (resume() ${ms(t.resume)})`);
+  }
+});

@@ -1,0 +1,58 @@
+/**
+ * Messages between {@link WasmVm} (host thread) and vm_worker.ts.
+ *
+ * Blocking host calls: the worker sets `control[CONTROL_FLAG]` to 0, posts a
+ * `call` or `fork` message and `Atomics.wait`s on the flag; the host runs the
+ * hook, stores the result in `control[CONTROL_VALUE]`, sets the flag to 1 and
+ * notifies. The worker thread never runs an event loop while the guest runs.
+ *
+ * @module
+ */
+import type { ForkPointState, GlobalValue } from "./fork_point.ts";
+import type { GlobalExport } from "./prepare.ts";
+import type { OutputStream, Preopen, WasiFdState } from "./wasi.ts";
+
+export const CONTROL_FLAG = 0;
+export const CONTROL_VALUE = 1;
+export const CONTROL_BYTES = 8;
+
+/** Hooks reached through `call` messages. */
+export type HookCall =
+  | "requestTicket"
+  | "ticketSize"
+  | "join"
+  | "kill"
+  | "createClones"
+  | "hintOverwrite";
+
+export interface WorkerInit {
+  module: WebAssembly.Module;
+  moduleHash: string;
+  memory: WebAssembly.Memory;
+  control: SharedArrayBuffer;
+  globals: GlobalExport[];
+  stackPointer: string | null;
+  asyncifyDataBytes: number;
+  args: string[];
+  env: string[];
+  preopens: Preopen[];
+  /** sf_clone_id() in this VM. */
+  cloneId: number;
+  /** Present for a clone: where to rewind to and what the fork returns. */
+  resume?: {
+    fds: WasiFdState[];
+    globals: GlobalValue[];
+    asyncifyData: Uint8Array;
+    returnValue: number;
+  };
+}
+
+export type WorkerMessage =
+  | { type: "ready" }
+  | { type: "failed"; message: string }
+  | { type: "output"; stream: OutputStream; text: string }
+  | { type: "call"; hook: HookCall; args: number[] }
+  | { type: "fork"; ticket: number; state: ForkPointState }
+  | { type: "resumed"; pauseMs: number }
+  | { type: "exit"; code: number }
+  | { type: "trap"; message: string };

@@ -1,0 +1,258 @@
+/**
+ * The fault worker: a dedicated thread that reads a userfaultfd and resolves what it can
+ * without the main thread. It must never be the thread that touches the memory.
+ *
+ * - role "memtap": a missing fault on a page marked ZERO/UNTOUCHED/HINTED/FREE is resolved at
+ *   once with UFFDIO_ZEROPAGE (extended over the following avoided pages); a PRESENT page is
+ *   marked requested (compare-and-swap, so it is asked for once) and reported to the owner,
+ *   whose `install` resolves it with UFFDIO_COPY. The worker keeps reading further faults.
+ * - role "snapshot": a write-protect fault copies the page into every active snapshot that has
+ *   not saved it yet, sets the snapshot's `saved` flag, then un-protects the page (which wakes
+ *   the writer). Copy before flag before un-protect is what readers rely on.
+ *
+ * Protocol: see fault_protocol.ts.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { Errno, monotonicMicros, poll, POLLFD_SIZE, POLLIN, read } from "../../native/libc.ts";
+import {
+  UFFD_EVENT_PAGEFAULT,
+  UFFD_PAGEFAULT_FLAG_WP,
+  UFFD_STRUCT_SIZE,
+  uffdWake,
+  uffdWriteprotect,
+  uffdZeropage,
+} from "../../native/userfaultfd.ts";
+import {
+  type FromWorker,
+  GEN,
+  type InitMemtap,
+  type InitSnapshot,
+  SNAP_PAGES_SAVED,
+  SNAP_WP_FAULTS,
+  STAT_FAULTS,
+  STATE_MISSING,
+  STATE_PRESENT,
+  STATE_REQUESTED,
+  type ToWorker,
+} from "./fault_protocol.ts";
+import { PAGE_PRESENT } from "./page_mark.ts";
+
+const MSG = UFFD_STRUCT_SIZE.uffd_msg;
+/** Messages read per read(2). */
+const BATCH = 64;
+/** Longest run of avoided pages zero-filled for one fault (1 MiB of 4 KiB pages). */
+const ZERO_RUN = 256;
+const AGAIN: readonly number[] = [Errno.EAGAIN];
+
+interface SnapshotTarget {
+  store: Uint8Array;
+  saved: Uint8Array;
+  stats: Int32Array;
+}
+
+let init: InitMemtap | InitSnapshot | undefined;
+let control: Int32Array;
+let knownGen = 0;
+// Fault messages read in one read(2); 64 × 32 bytes, owned by this thread for its lifetime.
+const msgBuf = new Uint8Array(BATCH * MSG);
+const msgView = new DataView(msgBuf.buffer);
+// Two struct pollfd (uffd, eventfd), 8 bytes each, owned by this thread for its lifetime.
+const pollFds = new Uint8Array(2 * POLLFD_SIZE);
+const pollView = new DataView(pollFds.buffer);
+// eventfd counter (u64): 8 bytes, read synchronously.
+const eventBuf = new Uint8Array(8);
+/** A batch read just before a command arrived; handled after the command. */
+let stash: Uint8Array | undefined;
+
+// memtap role
+let marks: Uint8Array;
+let state: Uint8Array;
+let stats: Int32Array;
+// snapshot role
+let live: Uint8Array;
+const snapshots = new Map<number, SnapshotTarget>();
+
+function post(message: FromWorker): void {
+  self.postMessage(message);
+}
+
+function setUp(message: InitMemtap | InitSnapshot): void {
+  init = message;
+  control = new Int32Array(message.control);
+  knownGen = 0; // commands posted since the worker was created are still queued behind init
+  pollView.setInt32(0, message.uffd, true);
+  pollView.setInt16(4, POLLIN, true);
+  pollView.setInt32(8, message.efd, true);
+  pollView.setInt16(12, POLLIN, true);
+  if (message.role === "memtap") {
+    marks = new Uint8Array(message.marks);
+    state = new Uint8Array(message.state);
+    stats = new Int32Array(message.stats);
+  } else {
+    live = new Uint8Array(message.memory);
+  }
+}
+
+/** Serve faults until a command arrives (the generation moves). */
+function serve(): void {
+  const { uffd, efd } = init!;
+  for (;;) {
+    if (Atomics.load(control, GEN) !== knownGen) return;
+    const n = read("read userfaultfd", uffd, msgBuf, AGAIN);
+    if (n > 0) {
+      if (Atomics.load(control, GEN) !== knownGen) {
+        stash = msgBuf.slice(0, n);
+        return;
+      }
+      handle(msgBuf, n / MSG);
+      continue;
+    }
+    // Nothing queued: sleep until a fault or a command.
+    pollView.setInt16(6, 0, true);
+    pollView.setInt16(14, 0, true);
+    poll(pollFds, 2, -1);
+    if (pollView.getInt16(14, true) & POLLIN) read("read eventfd", efd, eventBuf, AGAIN);
+  }
+}
+
+function handle(bytes: Uint8Array, count: number): void {
+  if (init!.role === "memtap") handleMissing(bytes, count);
+  else handleWriteProtect(bytes, count);
+}
+
+function pageOf(bytes: Uint8Array, index: number): number {
+  const view = bytes === msgBuf ? msgView : new DataView(bytes.buffer);
+  const address = Number(view.getBigUint64(index * MSG + 16, true));
+  return Math.floor((address - init!.base) / init!.pageSize);
+}
+
+function flagsOf(bytes: Uint8Array, index: number): number {
+  const view = bytes === msgBuf ? msgView : new DataView(bytes.buffer);
+  return Number(view.getBigUint64(index * MSG + 8, true));
+}
+
+function handleMissing(bytes: Uint8Array, count: number): void {
+  const { pageCount, pageSize, base, uffd } = init!;
+  let pages: number[] | undefined;
+  for (let i = 0; i < count; i++) {
+    if (bytes[i * MSG] !== UFFD_EVENT_PAGEFAULT) continue;
+    Atomics.add(stats, STAT_FAULTS, 1);
+    const page = pageOf(bytes, i);
+    if (page < 0 || page >= pageCount) continue; // not ours: cannot happen for our registration
+    if (marks[page] === PAGE_PRESENT) {
+      // Ask once: whoever moves it from missing owns the request.
+      if (Atomics.compareExchange(state, page, STATE_MISSING, STATE_REQUESTED) === STATE_MISSING) {
+        (pages ??= []).push(page);
+      }
+    } else if (
+      Atomics.compareExchange(state, page, STATE_MISSING, STATE_PRESENT) === STATE_MISSING
+    ) {
+      zeroRun(page);
+    } else {
+      uffdWake(uffd, base + page * pageSize, pageSize); // already zero-filled: just wake
+    }
+  }
+  if (pages !== undefined) post({ kind: "fault", pages, at: monotonicMicros() });
+}
+
+/** Zero-fill `first` (already claimed) and the missing avoided pages after it. */
+function zeroRun(first: number): void {
+  const { pageCount, pageSize, base, uffd } = init!;
+  Atomics.add(stats, marks[first] - 1, 1);
+  let end = first + 1;
+  while (
+    end < pageCount && end - first < ZERO_RUN && marks[end] !== PAGE_PRESENT &&
+    Atomics.compareExchange(state, end, STATE_MISSING, STATE_PRESENT) === STATE_MISSING
+  ) {
+    Atomics.add(stats, marks[end] - 1, 1);
+    end++;
+  }
+  let at = first;
+  while (at < end) {
+    const result = uffdZeropage(uffd, base + at * pageSize, (end - at) * pageSize);
+    if (result.errno === 0) return;
+    // EEXIST: a page is already mapped; EAGAIN: mappings changed. Go on page by page.
+    at += Math.floor(result.bytes / pageSize);
+    if (result.errno === Errno.EEXIST && result.bytes === 0) {
+      uffdWake(uffd, base + at * pageSize, pageSize);
+      at++;
+    }
+  }
+}
+
+function handleWriteProtect(bytes: Uint8Array, count: number): void {
+  const { pageCount, pageSize, base, uffd } = init!;
+  for (let i = 0; i < count; i++) {
+    if (bytes[i * MSG] !== UFFD_EVENT_PAGEFAULT) continue;
+    const page = pageOf(bytes, i);
+    if (page < 0 || page >= pageCount) continue;
+    const start = page * pageSize;
+    if (flagsOf(bytes, i) & UFFD_PAGEFAULT_FLAG_WP) {
+      for (const target of snapshots.values()) {
+        Atomics.add(target.stats, SNAP_WP_FAULTS, 1);
+        if (Atomics.load(target.saved, page) !== 0) continue;
+        // The page is still protected and its writer blocked: these are clone-time contents.
+        target.store.set(live.subarray(start, start + pageSize), start);
+        Atomics.store(target.saved, page, 1);
+        Atomics.add(target.stats, SNAP_PAGES_SAVED, 1);
+      }
+    }
+    // Un-protect (mode 0) also wakes the writer.
+    uffdWriteprotect(uffd, base + start, pageSize, 0n);
+  }
+}
+
+function apply(message: ToWorker): void {
+  switch (message.kind) {
+    case "add":
+      snapshots.set(message.id, {
+        store: new Uint8Array(message.store),
+        saved: new Uint8Array(message.saved),
+        stats: new Int32Array(message.stats),
+      });
+      break;
+    case "remove":
+      snapshots.delete(message.id);
+      break;
+    case "stop":
+      break;
+    default:
+      throw new TypeError(`Cannot apply command ${(message as ToWorker).kind}`);
+  }
+  knownGen = message.gen;
+}
+
+function resume(): void {
+  if (Atomics.load(control, GEN) !== knownGen) return; // more commands queued
+  if (stash !== undefined) {
+    const batch = stash;
+    stash = undefined;
+    handle(batch, batch.byteLength / MSG);
+  }
+  serve();
+}
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  try {
+    if (message.kind === "init") {
+      setUp(message);
+      post({ kind: "ready" });
+      resume();
+      return;
+    }
+    apply(message);
+    if (message.kind === "stop") {
+      post({ kind: "stopped" });
+      self.close();
+      return;
+    }
+    resume();
+  } catch (e) {
+    post({ kind: "error", message: e instanceof Error ? e.message : String(e) });
+  }
+};

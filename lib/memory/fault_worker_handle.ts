@@ -1,0 +1,134 @@
+/**
+ * The main-thread side of a fault worker: start it, send it commands, stop it.
+ *
+ * @module
+ */
+
+import { close, EFD_CLOEXEC, EFD_NONBLOCK, eventfd, write } from "../../native/libc.ts";
+import {
+  CONTROL_SLOTS,
+  type FromWorker,
+  GEN,
+  type InitMemtap,
+  type InitSnapshot,
+  type ToWorker,
+} from "./fault_protocol.ts";
+
+/** The fault worker failed (it no longer serves faults). */
+export class FaultWorkerError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "FaultWorkerError";
+  }
+}
+
+/** What the worker reports besides readiness. */
+export interface FaultWorkerEvents {
+  onFault?(pages: number[], at: number): void;
+  onError(error: FaultWorkerError): void;
+}
+
+type Init =
+  | Omit<InitMemtap, "control" | "efd" | "kind">
+  | Omit<InitSnapshot, "control" | "efd" | "kind">;
+type Command = ToWorker extends infer T ? T extends { gen: number } ? Omit<T, "gen"> : never
+  : never;
+
+// eventfd increment (u64 1), 8 bytes; written synchronously.
+const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
+
+/** A running fault worker. */
+export class FaultWorkerHandle {
+  #worker: Worker | undefined;
+  #queue: unknown[] = [];
+  #control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+  #efd: number;
+  #events: FaultWorkerEvents;
+  #alive = true;
+  #stopped: PromiseWithResolvers<void> = Promise.withResolvers();
+  /** Settles when the worker serves faults (faults that come earlier wait in the uffd). */
+  readonly ready: Promise<void>;
+
+  constructor(init: Init, events: FaultWorkerEvents) {
+    this.#events = events;
+    // Wakes the worker out of poll(); closed in #finish after the worker has exited.
+    this.#efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    const ready = Promise.withResolvers<void>();
+    this.ready = ready.promise;
+    this.ready.catch(() => {}); // reported through onError as well
+    const message = { ...init, kind: "init", efd: this.#efd, control: this.#control.buffer };
+    // Spawning a Worker blocks this thread for ~10–20 ms: do it after the caller's critical
+    // section (a snapshot capture pauses the parent); commands issued meanwhile wait in #queue.
+    setTimeout(() => this.#spawn(message, ready), 0);
+  }
+
+  #spawn(init: unknown, ready: PromiseWithResolvers<void>): void {
+    if (this.#efd < 0) return; // stopped before it started
+    const worker = new Worker(new URL("./fault_worker.ts", import.meta.url), { type: "module" });
+    this.#worker = worker;
+    worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const message = event.data;
+      switch (message.kind) {
+        case "fault":
+          this.#events.onFault?.(message.pages, message.at);
+          break;
+        case "ready":
+          ready.resolve();
+          break;
+        case "stopped":
+          this.#finish();
+          break;
+        case "error": {
+          const error = new FaultWorkerError(`Cannot serve page faults: ${message.message}`);
+          ready.reject(error);
+          this.#fail(error);
+          break;
+        }
+      }
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      const error = new FaultWorkerError(`Cannot serve page faults: worker died: ${event.message}`);
+      ready.reject(error);
+      this.#fail(error);
+    };
+    worker.postMessage(init);
+    for (const queued of this.#queue) worker.postMessage(queued);
+    this.#queue = [];
+  }
+
+  /** Post a command; the worker picks it up before serving any further fault. */
+  command(command: Command): void {
+    if (!this.#alive) throw new FaultWorkerError("Cannot command fault worker: it has stopped");
+    const gen = Atomics.load(this.#control, GEN) + 1;
+    if (this.#worker === undefined) this.#queue.push({ ...command, gen });
+    else this.#worker.postMessage({ ...command, gen });
+    Atomics.store(this.#control, GEN, gen);
+    write("write eventfd", this.#efd, ONE);
+  }
+
+  /** Stop serving and end the worker. Resolves once it has left its serve loop. */
+  stop(): Promise<void> {
+    if (this.#alive) {
+      this.command({ kind: "stop" });
+      this.#alive = false;
+    }
+    return this.#stopped.promise;
+  }
+
+  #fail(error: FaultWorkerError): void {
+    const wasAlive = this.#alive;
+    this.#alive = false;
+    this.#finish();
+    if (wasAlive) this.#events.onError(error);
+  }
+
+  #finish(): void {
+    if (this.#efd < 0) return;
+    this.#worker?.terminate();
+    close(this.#efd);
+    this.#efd = -1;
+    this.#alive = false;
+    this.#stopped.resolve();
+  }
+}

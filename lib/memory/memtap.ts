@@ -1,0 +1,414 @@
+/**
+ * memtap: memory-on-demand for a clone's WebAssembly memory.
+ *
+ * The clone's memory is emptied (madvise DONTNEED) and registered with a userfaultfd. When the
+ * VM thread touches a missing page, the fault worker (fault_worker.ts, its own thread) either
+ * maps a zero page at once (page marks ZERO/UNTOUCHED/HINTED/FREE: never fetched) or marks the
+ * page requested in a shared state array and reports it here; memtap asks the page source, and
+ * the page's bytes come back through {@link Memtap.install}, which resolves the fault with
+ * UFFDIO_COPY from this thread (any thread but the VM's may). Pages may also arrive unasked
+ * (prefetch, multicast); they are installed the same way and then never asked for.
+ *
+ * Each page is asked for once; it is asked again only after `fetchTimeoutMs` without an answer,
+ * at most `retries` times; then {@link Memtap.failed} settles with a MemtapError. The VM thread
+ * stays blocked in its fault until {@link Memtap.close}, whose UFFDIO_UNREGISTER wakes it (it then
+ * reads zeros): the owner must stop the VM before closing.
+ *
+ * Only `pageMap.length` pages are registered: pages added later by `memory.grow` were never the
+ * parent's and are ordinary zero-filled memory, so they need no registration.
+ *
+ * @module
+ */
+
+import {
+  addressOf,
+  close,
+  Errno,
+  MADV_DONTNEED,
+  madvise,
+  monotonicMicros,
+} from "../../native/libc.ts";
+import {
+  openUserfaultfd,
+  uffdApi,
+  uffdCopy,
+  UFFDIO_REGISTER_MODE_MISSING,
+  uffdRegister,
+  uffdUnregister,
+  uffdWake,
+} from "../../native/userfaultfd.ts";
+import { isUserfaultfdAvailable } from "./availability.ts";
+import { STAT_FAULTS, STAT_SLOTS, STATE_PRESENT } from "./fault_protocol.ts";
+import { FaultWorkerHandle } from "./fault_worker_handle.ts";
+import {
+  isPageMark,
+  PAGE_FREE,
+  PAGE_HINTED,
+  PAGE_PRESENT,
+  PAGE_UNTOUCHED,
+  PAGE_ZERO,
+} from "./page_mark.ts";
+
+/** Where missing pages come from (unicast, mcdist, or a test double). */
+export interface PageSource {
+  /** Ask for pages; they arrive later (in any grouping) through {@link Memtap.install}. */
+  request(pages: number[]): void;
+}
+
+/** Options of {@link Memtap.open}. */
+export interface MemtapOptions {
+  /** The clone's shared memory, at least `pageMap.length * pageSize` bytes. */
+  memory: WebAssembly.Memory;
+  /** Only 4096 is supported. */
+  pageSize?: number;
+  /** One mark per page (page_mark.ts); only PAGE_PRESENT pages are fetched. */
+  pageMap: Uint8Array;
+  source: PageSource;
+  /** Ask again for a page not installed after this long. Default 200 ms. */
+  fetchTimeoutMs?: number;
+  /** How many times to ask again before failing. Default 5. */
+  retries?: number;
+}
+
+/** Counters of a memtap. */
+export interface MemtapStats {
+  /** Missing-page faults read by the fault worker. */
+  faults: number;
+  /** Pages installed from the source (asked for or not). */
+  pagesFetched: number;
+  /** Pages installed as zero pages, never fetched, per mark. */
+  pagesAvoided: { zero: number; untouched: number; hinted: number; free: number };
+  /** Installed pages nobody had asked for (prefetch, multicast). */
+  pagesInstalledUnrequested: number;
+  /** Requests repeated after a timeout. */
+  pagesReRequested: number;
+  /** Fault read → page installed, over fetched pages (µs; last 65,536 faults). */
+  faultP50Us: number;
+  faultP99Us: number;
+  /** Sum over fetched faults of the time the faulting thread waited (ms). */
+  stalledMs: number;
+}
+
+/** memtap failed: it cannot open, or a page could not be fetched. */
+export class MemtapError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "MemtapError";
+  }
+}
+
+interface InFlight {
+  sentAt: number;
+  tries: number;
+  /** monotonicMicros() when the fault was read, if a fault caused the request. */
+  faultAt?: number;
+}
+
+const LATENCY_RING = 65536;
+
+/** Memory-on-demand for one clone memory. */
+export class Memtap {
+  #memory: WebAssembly.Memory;
+  #uffd: number;
+  #base: number;
+  #length: number;
+  #pageSize: number;
+  #pageCount: number;
+  #marks: Uint8Array;
+  #state: Uint8Array;
+  #workerStats: Int32Array;
+  #source: PageSource;
+  #timeoutMs: number;
+  #retries: number;
+  #worker: FaultWorkerHandle;
+  #inFlight = new Map<number, InFlight>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+  #failure = Promise.withResolvers<MemtapError>();
+  #failedWith: MemtapError | undefined;
+  #pagesFetched = 0;
+  #unrequested = 0;
+  #reRequested = 0;
+  #latencies = new Float64Array(LATENCY_RING);
+  #latencyCount = 0;
+  #stalledUs = 0;
+
+  /** Settles (resolves with the error) when a page cannot be fetched or the worker dies. */
+  readonly failed: Promise<MemtapError> = this.#failure.promise;
+
+  private constructor(options: Required<MemtapOptions>, uffd: number, base: number) {
+    this.#memory = options.memory;
+    this.#uffd = uffd;
+    this.#base = base;
+    this.#pageSize = options.pageSize;
+    this.#pageCount = options.pageMap.length;
+    this.#length = this.#pageCount * this.#pageSize;
+    this.#source = options.source;
+    this.#timeoutMs = options.fetchTimeoutMs;
+    this.#retries = options.retries;
+    const marks = new Uint8Array(new SharedArrayBuffer(this.#pageCount));
+    marks.set(options.pageMap);
+    this.#marks = marks;
+    this.#state = new Uint8Array(new SharedArrayBuffer(this.#pageCount));
+    this.#workerStats = new Int32Array(new SharedArrayBuffer(STAT_SLOTS * 4));
+    this.#worker = new FaultWorkerHandle({
+      role: "memtap",
+      uffd,
+      base,
+      pageSize: this.#pageSize,
+      pageCount: this.#pageCount,
+      marks: marks.buffer as SharedArrayBuffer,
+      state: this.#state.buffer as SharedArrayBuffer,
+      stats: this.#workerStats.buffer as SharedArrayBuffer,
+    }, {
+      onFault: (pages, at) => this.#onFault(pages, at),
+      onError: (error) => this.#fail(new MemtapError(error.message, { cause: error })),
+    });
+  }
+
+  /** Empty the memory, register it, start the fault worker. */
+  static async open(options: MemtapOptions): Promise<Memtap> {
+    const available = isUserfaultfdAvailable();
+    if (!available.ok) throw new MemtapError(`Cannot open memtap: ${available.reason}`);
+    const full: Required<MemtapOptions> = {
+      pageSize: 4096,
+      fetchTimeoutMs: 200,
+      retries: 5,
+      ...options,
+    };
+    validate(full);
+    const buffer = full.memory.buffer;
+    // The memory's SharedArrayBuffer is 64 KiB aligned and lives as long as the memory, which
+    // the Memtap holds; the range registered is within its current length.
+    const base = addressOf(buffer);
+    const length = full.pageMap.length * full.pageSize;
+    const uffd = openUserfaultfd({ nonblocking: true });
+    try {
+      uffdApi(uffd, 0n);
+      madvise(base, length, MADV_DONTNEED);
+      uffdRegister(uffd, base, length, UFFDIO_REGISTER_MODE_MISSING);
+    } catch (cause) {
+      close(uffd);
+      throw new MemtapError(`Cannot open memtap: ${(cause as Error).message}`, { cause });
+    }
+    const memtap = new Memtap(full, uffd, base);
+    try {
+      await memtap.#worker.ready;
+    } catch (cause) {
+      await memtap.close();
+      throw new MemtapError(`Cannot open memtap: ${(cause as Error).message}`, { cause });
+    }
+    return memtap;
+  }
+
+  /** The registered memory. */
+  get memory(): WebAssembly.Memory {
+    return this.#memory;
+  }
+
+  /**
+   * Install pages `firstPage…` from `bytes` (a whole number of pages). Pages already present or
+   * not marked PRESENT are skipped; each contiguous run of the rest is one UFFDIO_COPY, which
+   * also wakes threads waiting on it.
+   */
+  install(firstPage: number, bytes: Uint8Array): void {
+    if (this.#closed) throw new MemtapError("Cannot install pages: memtap is closed");
+    const ps = this.#pageSize;
+    const count = bytes.byteLength / ps;
+    if (!Number.isInteger(count) || !Number.isInteger(firstPage) || firstPage < 0) {
+      throw new RangeError(`Cannot install pages: ${bytes.byteLength} bytes at page ${firstPage}`);
+    }
+    if (firstPage + count > this.#pageCount) {
+      throw new RangeError(
+        `Cannot install pages: ${firstPage}+${count} is past the ${this.#pageCount} pages`,
+      );
+    }
+    let i = 0;
+    while (i < count) {
+      if (!this.#wanted(firstPage + i)) {
+        i++;
+        continue;
+      }
+      let end = i + 1;
+      while (end < count && this.#wanted(firstPage + end)) end++;
+      this.#copyRun(firstPage + i, bytes.subarray(i * ps, end * ps));
+      i = end;
+    }
+  }
+
+  #wanted(page: number): boolean {
+    return this.#marks[page] === PAGE_PRESENT && Atomics.load(this.#state, page) !== STATE_PRESENT;
+  }
+
+  #copyRun(first: number, bytes: Uint8Array): void {
+    const ps = this.#pageSize;
+    let done = 0;
+    while (done < bytes.byteLength) {
+      // bytes: read by the kernel during this synchronous ioctl; the caller's view holds it.
+      const result = uffdCopy(this.#uffd, this.#base + first * ps + done, bytes.subarray(done));
+      if (result.errno === 0) {
+        done = bytes.byteLength;
+        break;
+      }
+      done += result.bytes - (result.bytes % ps);
+      if (result.errno === Errno.EEXIST && result.bytes === 0) {
+        // Already mapped (should not happen: only we install PRESENT pages): wake and move on.
+        uffdWake(this.#uffd, this.#base + first * ps + done, ps);
+        done += ps;
+      }
+      // EAGAIN, or EEXIST after progress: carry on from where the kernel stopped.
+    }
+    this.#markInstalled(first, bytes.byteLength / ps);
+  }
+
+  #markInstalled(first: number, count: number): void {
+    const now = monotonicMicros();
+    for (let page = first; page < first + count; page++) {
+      Atomics.store(this.#state, page, STATE_PRESENT);
+      this.#pagesFetched++;
+      const entry = this.#inFlight.get(page);
+      if (entry === undefined) {
+        this.#unrequested++;
+        continue;
+      }
+      this.#inFlight.delete(page);
+      if (entry.faultAt !== undefined) {
+        const waited = now - entry.faultAt;
+        this.#latencies[this.#latencyCount++ % LATENCY_RING] = waited;
+        this.#stalledUs += waited;
+      }
+    }
+    if (this.#inFlight.size === 0) this.#stopTimer();
+  }
+
+  #onFault(pages: number[], at: number): void {
+    if (this.#closed) return;
+    const ask: number[] = [];
+    const now = performance.now();
+    for (const page of pages) {
+      if (Atomics.load(this.#state, page) === STATE_PRESENT) continue;
+      if (this.#inFlight.has(page)) {
+        this.#inFlight.get(page)!.faultAt ??= at;
+        continue;
+      }
+      this.#inFlight.set(page, { sentAt: now, tries: 1, faultAt: at });
+      ask.push(page);
+    }
+    if (ask.length > 0) this.#ask(ask);
+  }
+
+  #ask(pages: number[]): void {
+    if (this.#failedWith !== undefined) return;
+    this.#startTimer();
+    try {
+      this.#source.request(pages);
+    } catch (cause) {
+      this.#fail(new MemtapError(`Cannot fetch pages: the page source threw`, { cause }));
+    }
+  }
+
+  #startTimer(): void {
+    if (this.#timer !== undefined) return;
+    const every = Math.max(1, Math.floor(this.#timeoutMs / 4));
+    this.#timer = setInterval(() => this.#checkTimeouts(), every);
+  }
+
+  #stopTimer(): void {
+    if (this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #checkTimeouts(): void {
+    const now = performance.now();
+    const again: number[] = [];
+    for (const [page, entry] of this.#inFlight) {
+      if (now - entry.sentAt < this.#timeoutMs) continue;
+      if (entry.tries > this.#retries) {
+        this.#fail(
+          new MemtapError(
+            `Cannot fetch page ${page}: no answer after ${entry.tries} requests ` +
+              `(${this.#timeoutMs} ms each)`,
+          ),
+        );
+        return;
+      }
+      entry.tries++;
+      entry.sentAt = now;
+      again.push(page);
+    }
+    if (again.length > 0) {
+      this.#reRequested += again.length;
+      this.#ask(again);
+    }
+  }
+
+  #fail(error: MemtapError): void {
+    if (this.#failedWith !== undefined) return;
+    this.#failedWith = error;
+    this.#stopTimer();
+    this.#failure.resolve(error);
+  }
+
+  /** Counters; percentiles over the most recent 65,536 fetched faults. */
+  stats(): MemtapStats {
+    const n = Math.min(this.#latencyCount, LATENCY_RING);
+    const sorted = this.#latencies.slice(0, n).sort();
+    const pct = (p: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.floor(n * p))]);
+    const w = this.#workerStats;
+    return {
+      faults: Atomics.load(w, STAT_FAULTS),
+      pagesFetched: this.#pagesFetched,
+      pagesAvoided: {
+        zero: Atomics.load(w, PAGE_ZERO - 1),
+        untouched: Atomics.load(w, PAGE_UNTOUCHED - 1),
+        hinted: Atomics.load(w, PAGE_HINTED - 1),
+        free: Atomics.load(w, PAGE_FREE - 1),
+      },
+      pagesInstalledUnrequested: this.#unrequested,
+      pagesReRequested: this.#reRequested,
+      faultP50Us: pct(0.5),
+      faultP99Us: pct(0.99),
+      stalledMs: this.#stalledUs / 1000,
+    };
+  }
+
+  /**
+   * Stop the worker, unregister (waking any thread still blocked in a fault: it then sees a
+   * zero page, so stop the VM first) and close the userfaultfd. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stopTimer();
+    await this.#worker.stop();
+    try {
+      uffdUnregister(this.#uffd, this.#base, this.#length);
+    } finally {
+      close(this.#uffd);
+    }
+  }
+}
+
+function validate(options: Required<MemtapOptions>): void {
+  const { memory, pageSize, pageMap, fetchTimeoutMs, retries } = options;
+  if (!(memory.buffer instanceof SharedArrayBuffer)) {
+    throw new TypeError("Cannot open memtap: the memory must be shared");
+  }
+  if (pageSize !== 4096) throw new RangeError(`Cannot open memtap: page size ${pageSize} != 4096`);
+  if (pageMap.length * pageSize > memory.buffer.byteLength) {
+    throw new RangeError(
+      `Cannot open memtap: page map covers ${pageMap.length} pages, memory has ${
+        memory.buffer.byteLength / pageSize
+      }`,
+    );
+  }
+  for (let i = 0; i < pageMap.length; i++) {
+    if (!isPageMark(pageMap[i])) {
+      throw new RangeError(`Cannot open memtap: page ${i} has unknown mark ${pageMap[i]}`);
+    }
+  }
+  if (!(fetchTimeoutMs > 0) || !(retries >= 0)) {
+    throw new RangeError("Cannot open memtap: fetchTimeoutMs must be > 0 and retries >= 0");
+  }
+}
