@@ -9,6 +9,8 @@ import type { Placement } from "../control/messages.ts";
 /** A host the allocator may place slots on, as the master sees it now. */
 export interface HostSlots {
   name: string;
+  /** The host's name in the resource manager (e.g. its Slurm node), when the agent gave one. */
+  schedulerNode?: string;
   /** Total clone slots the host offers. */
   slots: number;
   /** Slots held by live tickets on this host. */

@@ -13,6 +13,7 @@ interface AgentFlags {
   backend: BackendKind;
   slots?: number;
   advertise?: string;
+  schedulerNode?: string;
   name: string;
   verbose?: boolean;
 }
@@ -34,6 +35,11 @@ export function agentCommand(): Command {
     )
     .option("--slots <n>", "clone slots offered (default: cores)", parseCount(0, 4096))
     .option("--name <name>", "host name in the cluster", parseName, Deno.hostname())
+    .option(
+      "--scheduler-node <name>",
+      "this host's node name in the resource manager (Slurm), if not --name",
+      parseName,
+    )
     .option("-v, --verbose", "log every event")
     .action(async (f: AgentFlags) => {
       if (!f.join) throw new UsageError("missing --join <addr> (or SNOWFLOCK_MASTER)");
@@ -47,6 +53,7 @@ export function agentCommand(): Command {
         ...(f.slots !== undefined ? { slots: f.slots } : {}),
         listen: f.listen,
         ...(f.advertise ? { advertise: f.advertise } : {}),
+        ...(f.schedulerNode ? { schedulerNode: f.schedulerNode } : {}),
         logger,
       });
       console.log(`agent ${f.name} data plane on ${svc.dataAddress}, joining ${f.join}`);

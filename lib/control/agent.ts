@@ -22,6 +22,8 @@ export interface AgentOptions {
   token: string;
   name: string;
   slots: number;
+  /** This host's node name in the resource manager, when it differs from `name`. */
+  schedulerNode?: string;
   backends: BackendInfo[];
   /** host:port where this agent's data plane listens (advertised to other agents). */
   dataAddress: string;
@@ -76,6 +78,7 @@ export class Agent {
 
   inventory(): Inventory {
     return {
+      ...(this.#o.schedulerNode ? { schedulerNode: this.#o.schedulerNode } : {}),
       cores: navigator.hardwareConcurrency || 1,
       memoryBytes: Deno.systemMemoryInfo().total,
       slots: this.#o.slots,

@@ -13,6 +13,8 @@ export interface AgentServiceOptions {
   name: string;
   backend: BackendKind;
   slots?: number;
+  /** This host's node name in the resource manager (e.g. Slurm), when it differs from `name`. */
+  schedulerNode?: string;
   /** Data-plane listen address; port 0 picks a free one. */
   listen: HostPort;
   /** The address other hosts reach this one at (default: the interface facing the master). */
@@ -48,6 +50,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     token: o.token,
     name: o.name,
     slots: o.slots ?? (navigator.hardwareConcurrency || 1),
+    ...(o.schedulerNode ? { schedulerNode: o.schedulerNode } : {}),
     backends,
     dataAddress,
     logger: o.logger,

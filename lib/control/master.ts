@@ -157,6 +157,7 @@ export class Master {
     this.#connections.set(name, conn);
     this.#o.store.upsertHost({
       name,
+      ...(inventory.schedulerNode ? { schedulerNode: inventory.schedulerNode } : {}),
       state: "up",
       backends: inventory.backends,
       cores: inventory.cores,
@@ -546,6 +547,7 @@ export class Master {
       upHosts: () =>
         this.#o.store.hosts().filter((h) => h.state === "up").map((h) => ({
           name: h.name,
+          ...(h.schedulerNode ? { schedulerNode: h.schedulerNode } : {}),
           slots: h.slots,
           inUse: inUse.get(h.name) ?? 0,
         })),
@@ -577,7 +579,7 @@ export class Master {
     this.#o.store.insertTicket(record);
     try {
       const grant = await this.#o.allocator.request(
-        { ticket: record.id, slots: params.slots, timeoutMs: ttl },
+        { ticket: record.id, slots: params.slots, timeoutMs: params.waitMs ?? DEFAULT_WAIT_MS },
         this.#view(),
       );
       const granted = grantedSlots(grant.placements);
@@ -652,6 +654,9 @@ export class Master {
     };
   }
 }
+
+/** How long an allocator may wait for slots when the request does not say. */
+const DEFAULT_WAIT_MS = 30_000;
 
 function newId(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;

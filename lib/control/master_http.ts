@@ -54,6 +54,7 @@ export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
       return m.requestTicket({
         slots: body.data.slots,
         ...(body.data.ttl_ms ? { ttlMs: body.data.ttl_ms } : {}),
+        ...(body.data.wait_ms !== undefined ? { waitMs: body.data.wait_ms } : {}),
         ...(body.data.owner ? { owner: body.data.owner } : {}),
       });
     }],

@@ -28,6 +28,8 @@ export const BackendInfo = z.object({
 export type BackendInfo = z.infer<typeof BackendInfo>;
 
 export const Inventory = z.object({
+  /** The name of this host in the cluster's resource manager (a Slurm node), if it differs. */
+  schedulerNode: z.string().min(1).max(64).optional(),
   cores: z.number().int().positive(),
   memoryBytes: count,
   slots: count,
@@ -46,6 +48,8 @@ export type ErrorBody = z.infer<typeof ErrorBody>;
 export const TicketRequestParams = z.object({
   slots: z.number().int().positive().max(4096),
   ttlMs: z.number().int().positive().max(86_400_000).optional(),
+  /** How long the allocator may wait for slots (a pending batch job) before granting fewer. */
+  waitMs: z.number().int().nonnegative().max(3_600_000).optional(),
   owner: z.string().max(200).optional(),
 }).strict();
 export type TicketRequestParams = z.infer<typeof TicketRequestParams>;
@@ -208,6 +212,7 @@ export type HostState = z.infer<typeof HostState>;
 
 export const HostView = z.object({
   name,
+  schedulerNode: z.string().optional(),
   state: HostState,
   backends: z.array(BackendInfo),
   cores: count,
@@ -329,6 +334,7 @@ export type JobEvent =
 export const TicketRequestBody = z.object({
   slots: z.number().int().positive().max(4096),
   ttl_ms: z.number().int().positive().max(86_400_000).optional(),
+  wait_ms: z.number().int().nonnegative().max(3_600_000).optional(),
   owner: z.string().max(200).optional(),
 }).strict();
 export type TicketRequestBody = z.infer<typeof TicketRequestBody>;

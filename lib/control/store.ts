@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS hosts (
   slots INTEGER NOT NULL,
   data_address TEXT NOT NULL,
   last_seen TEXT NOT NULL,
-  reason TEXT
+  reason TEXT,
+  scheduler_node TEXT
 );
 CREATE TABLE IF NOT EXISTS tickets (
   id TEXT PRIMARY KEY,
@@ -89,6 +90,7 @@ export class StoreError extends Error {
 
 export interface HostRecord {
   name: string;
+  schedulerNode?: string;
   state: HostState;
   backends: BackendInfo[];
   cores: number;
@@ -178,11 +180,12 @@ export class Store {
 
   upsertHost(h: HostRecord): void {
     this.#db.prepare(
-      `INSERT INTO hosts (name, state, backends, cores, memory_bytes, slots, data_address, last_seen, reason)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO hosts (name, state, backends, cores, memory_bytes, slots, data_address, last_seen, reason, scheduler_node)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(name) DO UPDATE SET state = excluded.state, backends = excluded.backends,
          cores = excluded.cores, memory_bytes = excluded.memory_bytes, slots = excluded.slots,
-         data_address = excluded.data_address, last_seen = excluded.last_seen, reason = excluded.reason`,
+         data_address = excluded.data_address, last_seen = excluded.last_seen, reason = excluded.reason,
+         scheduler_node = excluded.scheduler_node`,
     ).run(
       h.name,
       h.state,
@@ -193,6 +196,7 @@ export class Store {
       h.dataAddress,
       h.lastSeen,
       h.reason ?? null,
+      h.schedulerNode ?? null,
     );
   }
 
@@ -425,6 +429,7 @@ export class Store {
 function hostRecord(r: Row): HostRecord {
   return {
     name: String(r.name),
+    ...(r.scheduler_node !== null ? { schedulerNode: String(r.scheduler_node) } : {}),
     state: r.state as HostState,
     backends: JSON.parse(String(r.backends)),
     cores: Number(r.cores),

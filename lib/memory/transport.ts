@@ -1,0 +1,86 @@
+/**
+ * The seam between a fork's memory server (parent host) and the memtaps of its
+ * clones (other hosts): pages go one way, requests the other. Implemented by
+ * unicast (lib/memory/unicast/) and multicast (lib/mcdist/); the control plane
+ * never carries pages.
+ */
+
+/** Reads the clone-time contents of a fork's pages (a Snapshot, or a saved checkpoint). */
+export interface PageReader {
+  /** `count` pages from `first`, contiguous, `count * pageSize` bytes. */
+  readPages(first: number, count: number): Uint8Array;
+}
+
+/** One fork as its memory server knows it. */
+export interface ServedFork {
+  /** 16 bytes, from the descriptor. */
+  forkId: Uint8Array;
+  /** 32 bytes, from the descriptor: only holders may read the fork's pages. */
+  key: Uint8Array;
+  pageSize: number;
+  pageCount: number;
+  /** One PageMark per page; only PRESENT pages are ever served. */
+  pageMap: Uint8Array;
+  reader: PageReader;
+  /** How many clones will ask (flow control, end game). */
+  clones: number;
+}
+
+/** Counters every transport keeps, per fork and in total. */
+export interface TransportStats {
+  bytesSent: number;
+  packetsSent: number;
+  bytesReceived: number;
+  packetsReceived: number;
+  /** Requests sent again after a timeout (client) or pages sent again (server). */
+  retransmits: number;
+  /** Malformed, stale, replayed or forged packets dropped. */
+  rejected: number;
+  /** Bytes that went to a multicast group (the rest went unicast). */
+  multicastBytes: number;
+}
+
+/** The parent host's side: one per agent, serving any number of forks. */
+export interface PageServer {
+  /** Where clones reach it ("host:port"); goes in the descriptor as the memory server. */
+  readonly address: string;
+  addFork(fork: ServedFork): void;
+  /** Stops serving a fork (its last clone is gone); later requests for it are rejected. */
+  removeFork(forkId: Uint8Array): void;
+  stats(forkId?: Uint8Array): TransportStats;
+  close(): Promise<void>;
+}
+
+/** What a clone host needs to reach a fork's pages. */
+export interface ForkAccess {
+  forkId: Uint8Array;
+  key: Uint8Array;
+  /** The memory server's "host:port", from the descriptor. */
+  server: string;
+  pageSize: number;
+  pageCount: number;
+}
+
+/** The clone host's side: one per fork per host, shared by that host's clones of the fork. */
+export interface PageClient {
+  /** Asks for pages (deduplicated and batched by the client); they arrive via onPages. */
+  request(pages: number[]): void;
+  /** Every page run that arrives, asked for or not (a sibling's request is our prefetch). */
+  onPages(listener: (firstPage: number, bytes: Uint8Array) => void): void;
+  /** Settles with an error when the server stopped answering after retries. */
+  readonly failed: Promise<Error>;
+  stats(): TransportStats;
+  close(): Promise<void>;
+}
+
+export function emptyStats(): TransportStats {
+  return {
+    bytesSent: 0,
+    packetsSent: 0,
+    bytesReceived: 0,
+    packetsReceived: 0,
+    retransmits: 0,
+    rejected: 0,
+    multicastBytes: 0,
+  };
+}
