@@ -70,6 +70,8 @@ export class Master {
   #joinWaiters = new Map<string, Set<() => void>>();
   /** performance.now() at fork.begin, per cluster: the origin of its timeline. */
   #forkStarted = new Map<string, number>();
+  #listeners = new Set<() => void>();
+  #changePending = false;
   /** Until then, hosts known from before a restart may still reconnect. */
   #recoveryDeadline = 0;
   #timer: ReturnType<typeof setInterval>;
@@ -104,6 +106,24 @@ export class Master {
   /** Counts a message that failed validation (HTTP or WebSocket). */
   countRejected(): void {
     this.#rejected++;
+  }
+
+  /**
+   * Calls `listener` after state changed (hosts, tickets, clusters, VMs,
+   * memory figures), at most once per CHANGE_COALESCE_MS; returns the unsubscribe.
+   */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(): void {
+    if (this.#changePending || this.#listeners.size === 0) return;
+    this.#changePending = true;
+    setTimeout(() => {
+      this.#changePending = false;
+      for (const l of this.#listeners) l();
+    }, CHANGE_COALESCE_MS);
   }
 
   // ---- agents ----
@@ -167,6 +187,7 @@ export class Master {
       lastSeen: new Date().toISOString(),
     });
     peer.send({ type: "welcome", host: name, heartbeatMs: this.#o.heartbeatMs });
+    this.#changed();
     this.#o.logger.info("host up", {
       host: name,
       slots: inventory.slots,
@@ -302,6 +323,12 @@ export class Master {
   }
 
   #vmEvent(host: string, e: VmEvent): void {
+    if (e.kind === "fork-memory") {
+      const c = this.#o.store.cluster(e.cluster);
+      if (c?.parentHost === host) this.#o.store.setClusterMemory(e.cluster, e.stats);
+      else this.#rejected++;
+      return this.#changed();
+    }
     const vm = this.#o.store.vm(e.vm);
     if (!vm || vm.host !== host) {
       this.#rejected++;
@@ -309,6 +336,10 @@ export class Master {
       return;
     }
     const clone = vm.clone ?? 0;
+    if (e.kind === "memory") {
+      if (vm.cluster) this.#o.store.setMemberMemory(vm.cluster, clone, e.stats);
+      return this.#changed();
+    }
     if (e.kind === "output") {
       this.#jobs.publish(vm.job, {
         kind: "output",
@@ -324,6 +355,7 @@ export class Master {
       ...(e.reason ? { reason: e.reason } : {}),
     };
     this.#o.store.setVmState(e.vm, e.state, extra);
+    this.#changed();
     this.#jobs.publish(vm.job, { kind: "state", vm: e.vm, clone, state: e.state, ...extra });
     if (vm.cluster) this.#memberChanged(vm.cluster, clone, e.state, extra);
     else if (e.state !== "running") {
@@ -382,6 +414,7 @@ export class Master {
       });
     }
     this.#forkStarted.set(cluster, performance.now());
+    this.#changed();
     return {
       cluster,
       job: parent.job,
@@ -406,6 +439,7 @@ export class Master {
       descriptorBytes: Math.floor(p.descriptor.length * 3 / 4),
     });
     this.#o.store.setClusterState(c.id, "running");
+    this.#changed();
     const byHost = Map.groupBy(c.members, (m) => m.host);
     let started = 0;
     await Promise.all([...byHost].map(async ([h, members]) => {
@@ -446,6 +480,7 @@ export class Master {
     const before = this.#o.store.cluster(cluster)?.members.find((m) => m.clone === clone);
     if (!before || (before.state !== "starting" && before.state !== "running")) return;
     this.#o.store.setMemberState(cluster, clone, state, extra);
+    this.#changed();
     const c = this.cluster(cluster);
     const started = this.#forkStarted.get(cluster);
     if (
@@ -473,6 +508,7 @@ export class Master {
     if (c.state === "forking" || c.state === "running") {
       const started = this.#forkStarted.get(id);
       this.#o.store.setClusterState(id, "joined");
+      this.#changed();
       if (started !== undefined) {
         this.#o.store.updateTimeline(id, { joinedMs: performance.now() - started });
       }
@@ -496,6 +532,7 @@ export class Master {
     );
     if (c.state === "forking" || c.state === "running") {
       this.#o.store.setClusterState(id, "killed");
+      this.#changed();
       await this.releaseTicket(c.ticket);
     }
     return this.cluster(id);
@@ -509,6 +546,7 @@ export class Master {
     for (const vm of this.#o.store.liveVmsOn(name)) {
       this.#vmEvent(name, { kind: "state", vm, state: "failed", reason: why });
     }
+    this.#changed();
     this.#o.logger.warn("host down", { host: name, reason });
   }
 
@@ -535,6 +573,7 @@ export class Master {
           this.#o.logger.warn("allocator release failed", { ticket: t.id, error: e })
         );
         this.#o.logger.info("ticket expired", { ticket: t.id });
+        this.#changed();
       }
     }
   }
@@ -599,6 +638,7 @@ export class Master {
       });
     }
     const t = this.ticket(record.id);
+    this.#changed();
     this.#o.logger.info("ticket", { ticket: t.id, requested: t.requested, granted: t.granted });
     return t;
   }
@@ -616,6 +656,7 @@ export class Master {
       throw new MasterError("conflict", `Cannot use ticket ${id}: it is ${t.state}`);
     }
     this.#o.store.updateTicket(id, { state: "in_use" });
+    this.#changed();
     return this.ticket(id);
   }
 
@@ -627,6 +668,7 @@ export class Master {
       await this.#o.allocator.release(id).catch((e) =>
         this.#o.logger.warn("allocator release failed", { ticket: id, error: e })
       );
+      this.#changed();
     }
     return this.ticket(id);
   }
@@ -654,6 +696,9 @@ export class Master {
     };
   }
 }
+
+/** Change notifications are coalesced over this window (a fork changes many rows at once). */
+const CHANGE_COALESCE_MS = 50;
 
 /** How long an allocator may wait for slots when the request does not say. */
 const DEFAULT_WAIT_MS = 30_000;

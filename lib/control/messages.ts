@@ -101,8 +101,47 @@ export interface ForkPlan {
   members: { clone: number; host: string; dataAddress: string }[];
 }
 
+/** Memory-on-demand figures of one clone, as its memtap counts them. */
+export const CloneMemoryStats = z.object({
+  mode: z.enum(["lazy", "eager"]),
+  faults: count,
+  pagesFetched: count,
+  /** Pages installed locally without a transfer, per avoidance heuristic. */
+  pagesAvoided: z.object({ zero: count, untouched: count, hinted: count, free: count }).strict(),
+  /** Pages that arrived without this clone asking (a sibling's fault, a push). */
+  pagesUnrequested: count,
+  bytesReceived: count,
+  multicastBytes: count,
+  unicastBytes: count,
+  retransmits: count,
+  faultP50Us: z.number().nonnegative(),
+  faultP99Us: z.number().nonnegative(),
+  stalledMs: z.number().nonnegative(),
+}).strict();
+export type CloneMemoryStats = z.infer<typeof CloneMemoryStats>;
+
+/** The memory server's figures for one fork, reported by the parent's agent. */
+export const ForkMemoryStats = z.object({
+  pages: count,
+  pagesPresent: count,
+  pagesServed: count,
+  bytesSent: count,
+  packetsSent: count,
+  multicastBytes: count,
+  unicastBytes: count,
+  retransmits: count,
+  rejected: count,
+  /** Copy-on-write: parent writes that saved a clone-time page first. */
+  wpFaults: count,
+  pagesSaved: count,
+}).strict();
+export type ForkMemoryStats = z.infer<typeof ForkMemoryStats>;
+
 /** A line of guest output or a change of a VM's state, reported by the VM's agent. */
 export const VmEvent = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("memory"), vm: vmId, stats: CloneMemoryStats }).strict(),
+  z.object({ kind: z.literal("fork-memory"), cluster: clusterId, stats: ForkMemoryStats })
+    .strict(),
   z.object({
     kind: z.literal("output"),
     vm: vmId,
@@ -263,6 +302,7 @@ export const MemberView = z.object({
   state: MemberState,
   exitCode: z.number().int().optional(),
   reason: z.string().optional(),
+  memory: CloneMemoryStats.optional(),
 }).strict();
 export type MemberView = z.infer<typeof MemberView>;
 
@@ -288,6 +328,7 @@ export const ClusterView = z.object({
   state: ClusterState,
   createdAt: z.string(),
   timeline: ForkTimeline,
+  memory: ForkMemoryStats.optional(),
   members: z.array(MemberView),
 }).strict();
 export type ClusterView = z.infer<typeof ClusterView>;

@@ -6,8 +6,10 @@
 import { DatabaseSync } from "node:sqlite";
 import type {
   BackendInfo,
+  CloneMemoryStats,
   ClusterState,
   ClusterView,
+  ForkMemoryStats,
   ForkTimeline,
   HostState,
   HostView,
@@ -55,7 +57,8 @@ CREATE TABLE IF NOT EXISTS clusters (
   parent_host TEXT NOT NULL,
   state TEXT NOT NULL,
   created_at TEXT NOT NULL,
-  timeline TEXT NOT NULL DEFAULT '{}'
+  timeline TEXT NOT NULL DEFAULT '{}',
+  memory TEXT
 );
 CREATE TABLE IF NOT EXISTS members (
   cluster TEXT NOT NULL REFERENCES clusters(id),
@@ -65,6 +68,7 @@ CREATE TABLE IF NOT EXISTS members (
   state TEXT NOT NULL,
   exit_code INTEGER,
   reason TEXT,
+  memory TEXT,
   PRIMARY KEY (cluster, clone)
 );
 CREATE TABLE IF NOT EXISTS vms (
@@ -313,6 +317,18 @@ export class Store {
     );
   }
 
+  setClusterMemory(id: string, stats: ForkMemoryStats): void {
+    this.#db.prepare("UPDATE clusters SET memory = ? WHERE id = ?").run(JSON.stringify(stats), id);
+  }
+
+  setMemberMemory(cluster: string, clone: number, stats: CloneMemoryStats): void {
+    this.#db.prepare("UPDATE members SET memory = ? WHERE cluster = ? AND clone = ?").run(
+      JSON.stringify(stats),
+      cluster,
+      clone,
+    );
+  }
+
   // ---- VMs ----
 
   insertVm(vm: VmView & { cluster?: string; clone?: number }): void {
@@ -412,6 +428,7 @@ export class Store {
       state: m.state as MemberState,
       ...(m.exit_code !== null ? { exitCode: Number(m.exit_code) } : {}),
       ...(m.reason !== null ? { reason: String(m.reason) } : {}),
+      ...(m.memory !== null ? { memory: JSON.parse(String(m.memory)) } : {}),
     }));
     return {
       id: String(row.id),
@@ -421,6 +438,7 @@ export class Store {
       state: row.state as ClusterState,
       createdAt: String(row.created_at),
       timeline: JSON.parse(String(row.timeline)),
+      ...(row.memory !== null ? { memory: JSON.parse(String(row.memory)) } : {}),
       members,
     };
   }
