@@ -2,12 +2,22 @@
 import { Command, CommanderError } from "commander";
 import { VERSION } from "../version.ts";
 import { agentCommand } from "./agent.ts";
+import { benchCommand } from "./bench.ts";
+import { ccCommand } from "./cc.ts";
 import { demoCommand } from "./demo.ts";
 import { masterCommand } from "./master.ts";
 import { ExitCode, runCommand } from "./run.ts";
 import { statusCommand } from "./status.ts";
 
-const COMMANDS = [masterCommand, agentCommand, statusCommand, runCommand, demoCommand];
+const COMMANDS = [
+  masterCommand,
+  agentCommand,
+  statusCommand,
+  runCommand,
+  ccCommand,
+  demoCommand,
+  benchCommand,
+];
 
 export function buildProgram(): Command {
   const program = new Command("snowflock")

@@ -1,5 +1,6 @@
 /** Starts an agent: probes backends, opens the data plane, joins the master. */
 import { probeAll } from "../backend/backend.ts";
+import { holdWorkerPool } from "../backend/wasm/mod.ts";
 import type { BackendKind } from "./messages.ts";
 import type { Logger } from "../log.ts";
 import { type HostPort, localAddressFacing, parseHostPort } from "./address.ts";
@@ -57,6 +58,8 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     // Calls arrive on later event-loop turns, after `vms` below is set.
     onRequest: (call) => vms.handle(call),
   });
+  // Clones start on pre-started workers: one per slot, up to a sane number.
+  const releasePool = holdWorkerPool(Math.min(o.slots ?? 4, 16));
   const vms: AgentVms = new AgentVms({
     agent,
     data,
@@ -73,6 +76,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     dataAddress,
     close: async () => {
       vms.close();
+      releasePool();
       agent.close();
       await data.shutdown();
       if (!o.workDir) await Deno.remove(workDir, { recursive: true }).catch(() => {});

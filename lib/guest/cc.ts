@@ -5,7 +5,7 @@
  * @module
  */
 
-import { basename, extname, join } from "node:path";
+import { basename, dirname, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** native/: sf.h, the guest SDK header, and examples/. */
@@ -258,13 +258,14 @@ export function exampleSource(name: string): string {
   return join(EXAMPLES_DIR, `${name}.c`);
 }
 
-/** A hash of what a compiled example depends on: its source, every header it may include, clang. */
-async function exampleKey(name: string): Promise<string> {
-  const headers = [...Deno.readDirSync(EXAMPLES_DIR)]
+/** A hash of what a guest build depends on: its source, the headers beside it, sf.h, clang. */
+async function buildKey(source: string): Promise<string> {
+  const dir = dirname(source);
+  const headers = [...Deno.readDirSync(dir)]
     .filter((entry) => entry.isFile && extname(entry.name) === ".h")
-    .map((entry) => join(EXAMPLES_DIR, entry.name))
+    .map((entry) => join(dir, entry.name))
     .sort();
-  const inputs = [exampleSource(name), join(NATIVE_DIR, "sf.h"), ...headers];
+  const inputs = [source, join(NATIVE_DIR, "sf.h"), ...headers];
   const texts = await Promise.all(inputs.map((path) => Deno.readTextFile(path)));
   const version = (await run("clang", ["--version"])).stdout;
   const material = [...inputs.map((path, i) => `${basename(path)}\0${texts[i]}`), version];
@@ -277,24 +278,37 @@ async function exampleKey(name: string): Promise<string> {
 
 /**
  * Compiles example `name` into `cacheDir` unless an up-to-date build is
- * there already, and returns the .wasm path. Builds are keyed by a hash of the
- * source, sf.h, the examples' headers and clang's version.
+ * there already, and returns the .wasm path.
  */
-export async function buildExample(
+export function buildExample(
   name: string,
   cacheDir: string,
   options: ProgressOptions = {},
 ): Promise<string> {
+  return buildCached(exampleSource(name), cacheDir, options);
+}
+
+/**
+ * Compiles one C guest into `cacheDir` unless an up-to-date build is there
+ * already (keyed by a hash of the source, the headers beside it, sf.h and
+ * clang's version), and returns the .wasm path.
+ */
+export async function buildCached(
+  source: string,
+  cacheDir: string,
+  options: ProgressOptions = {},
+): Promise<string> {
   await ensureToolchain(options);
-  const output = join(cacheDir, `${name}-${await exampleKey(name)}.wasm`);
+  const name = basename(source, ".c");
+  const output = join(cacheDir, `${name}-${await buildKey(source)}.wasm`);
   if (await isFile(output)) return output;
   await Deno.mkdir(cacheDir, { recursive: true });
-  options.onProgress?.(`compiling example ${name}`);
+  options.onProgress?.(`compiling ${name}`);
   // Build under a private name and rename: a concurrent build or a crash never
   // leaves a half-written module under the cached name.
   const partial = await Deno.makeTempFile({ dir: cacheDir, prefix: `${name}-`, suffix: ".part" });
   try {
-    await compileGuest({ sources: [exampleSource(name)], output: partial, clangArgs: [] });
+    await compileGuest({ sources: [source], output: partial, clangArgs: [] });
     await Deno.rename(partial, output);
   } catch (error) {
     await Deno.remove(partial).catch(() => {});

@@ -153,7 +153,7 @@ Deno.test("buildExample() compiles once and reuses the cached module", async () 
     const again = await buildExample("pricer", cache, { onProgress: (m) => progress.push(m) });
     assert.equal(again, first);
     assert.deepEqual((await Deno.stat(again)).mtime, stamp);
-    assert.deepEqual(progress, ["compiling example pricer"]);
+    assert.deepEqual(progress, ["compiling pricer"]);
     assert.deepEqual([...Deno.readDirSync(cache)].map((e) => e.name), [first.split("/").pop()]);
   } finally {
     await Deno.remove(cache, { recursive: true });

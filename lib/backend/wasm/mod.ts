@@ -36,3 +36,4 @@ export type {
 export type { FdKind, OutputStream, Preopen, WasiFdState, WasiState } from "./wasi.ts";
 export { createGuestMemory, WasmVm } from "./vm.ts";
 export type { GuestHooks, ResumeOptions, StartOptions, VmExit } from "./vm.ts";
+export { holdWorkerPool, idleWorkers } from "./worker_pool.ts";

@@ -9,6 +9,7 @@ import { SF_ECONTROL, SF_EFORK, SfError } from "./guest_abi.ts";
 import { VmError } from "./errors.ts";
 import type { ForkPoint, ForkPointState } from "./fork_point.ts";
 import type { PreparedModule } from "./prepare.ts";
+import { takeWorker } from "./worker_pool.ts";
 import type { OutputStream, Preopen } from "./wasi.ts";
 import {
   CONTROL_BYTES,
@@ -171,7 +172,7 @@ export class WasmVm {
       compiled.set(module.hash, wasm);
     }
     const control = new SharedArrayBuffer(CONTROL_BYTES);
-    const worker = new Worker(new URL("./vm_worker.ts", import.meta.url), { type: "module" });
+    const worker = takeWorker();
     const vm = new WasmVm(worker, memory, control, options);
     const init: WorkerInit = {
       module: wasm,
