@@ -15,6 +15,7 @@ interface AgentFlags {
   advertise?: string;
   schedulerNode?: string;
   name: string;
+  memory: "lazy" | "eager";
   verbose?: boolean;
 }
 
@@ -40,6 +41,10 @@ export function agentCommand(): Command {
       "this host's node name in the resource manager (Slurm), if not --name",
       parseName,
     )
+    .addOption(
+      new Option("--memory <mode>", "clone memory: on demand (lazy) or all before running (eager)")
+        .choices(["lazy", "eager"]).default("lazy"),
+    )
     .option("-v, --verbose", "log every event")
     .action(async (f: AgentFlags) => {
       if (!f.join) throw new UsageError("missing --join <addr> (or SNOWFLOCK_MASTER)");
@@ -54,6 +59,7 @@ export function agentCommand(): Command {
         listen: f.listen,
         ...(f.advertise ? { advertise: f.advertise } : {}),
         ...(f.schedulerNode ? { schedulerNode: f.schedulerNode } : {}),
+        memory: f.memory,
         logger,
       });
       console.log(`agent ${f.name} data plane on ${svc.dataAddress}, joining ${f.join}`);

@@ -34,6 +34,11 @@ export interface DemoReport {
   clones_ready_ms: number;
   total_ms: number;
   exit_code: number;
+  /** Pages the clones fetched, and installed locally instead (avoidance heuristics). */
+  pages_fetched: number;
+  pages_avoided: number;
+  /** Median over clones of their median fault service time. */
+  fault_p50_us: number;
   result?: string;
   sequential_result?: string;
   sequential_ms?: number;
@@ -133,6 +138,7 @@ async function runDemo(args: string[], f: DemoFlags): Promise<DemoReport> {
       clones_ready_ms: round(median(forks.map((c) => c.timeline.readyMs ?? 0))),
       total_ms: round(totalMs),
       exit_code: run.exitCode,
+      ...memoryFigures(forks),
       ...(result ? { result } : {}),
       ...(sequential?.result ? { sequential_result: sequential.result } : {}),
       ...(sequential ? { sequential_ms: round(sequential.ms) } : {}),
@@ -168,6 +174,19 @@ function summary(r: DemoReport, forks: ClusterView[]): string {
       ]
       : []),
   ].join("\n");
+}
+
+function memoryFigures(
+  forks: ClusterView[],
+): Pick<DemoReport, "pages_fetched" | "pages_avoided" | "fault_p50_us"> {
+  const stats = forks.flatMap((c) => c.members).flatMap((m) => m.memory ? [m.memory] : []);
+  const avoided = (a: typeof stats[number]["pagesAvoided"]) =>
+    a.zero + a.untouched + a.hinted + a.free;
+  return {
+    pages_fetched: stats.reduce((n, s) => n + s.pagesFetched, 0),
+    pages_avoided: stats.reduce((n, s) => n + avoided(s.pagesAvoided), 0),
+    fault_p50_us: round(median(stats.filter((s) => s.faults > 0).map((s) => s.faultP50Us))),
+  };
 }
 
 export function median(xs: number[]): number {

@@ -1,7 +1,7 @@
 /** `snowflock status`: hosts, tickets and impromptu clusters, as text or JSON. */
 import { Command } from "commander";
 import { MasterClient } from "../control/client.ts";
-import type { StatusView } from "../control/messages.ts";
+import type { CloneMemoryStats, StatusView } from "../control/messages.ts";
 import { masterOption, tokenOption, UsageError } from "./options.ts";
 
 interface StatusFlags {
@@ -57,10 +57,27 @@ export function formatStatus(s: StatusView): string {
       lines.push(
         `    clone ${m.clone} on ${m.host}: ${m.state}${code}${m.reason ? ` (${m.reason})` : ""}`,
       );
+      if (m.memory) lines.push(`      ${formatCloneMemory(m.memory)}`);
+    }
+    if (c.memory) {
+      const f = c.memory;
+      lines.push(
+        `    memory server: ${f.pagesServed}/${f.pagesPresent} present pages served, ` +
+          `${f.bytesSent} B sent, ${f.pagesSaved} pages saved copy-on-write`,
+      );
     }
   }
   if (s.rejectedMessages > 0) lines.push("", `rejected messages: ${s.rejectedMessages}`);
   return lines.join("\n");
+}
+
+/** One line: how a clone got its memory. */
+function formatCloneMemory(m: CloneMemoryStats): string {
+  const a = m.pagesAvoided;
+  return `memory ${m.mode}: ${m.pagesFetched} pages fetched, avoided zero ${a.zero} ` +
+    `untouched ${a.untouched} hinted ${a.hinted} free ${a.free}; ${m.faults} faults, ` +
+    `p50 ${m.faultP50Us.toFixed(0)} µs p99 ${m.faultP99Us.toFixed(0)} µs, ` +
+    `stalled ${m.stalledMs.toFixed(1)} ms, ${m.bytesReceived} B in`;
 }
 
 function table(head: string[], rows: string[][]): string[] {

@@ -6,7 +6,7 @@ import type { Logger } from "../log.ts";
 import { type HostPort, localAddressFacing, parseHostPort } from "./address.ts";
 import { Agent, AgentError } from "./agent.ts";
 import { type DataServer, serveAgentData } from "./agent_http.ts";
-import { AgentVms } from "./agent_vms.ts";
+import { AgentVms, type MemoryMode } from "./agent_vms.ts";
 
 export interface AgentServiceOptions {
   master: string;
@@ -24,6 +24,8 @@ export interface AgentServiceOptions {
   workDir?: string;
   /** Where prepared modules are cached by content hash. */
   cacheDir?: string;
+  /** How clones get their memory: on demand (default) or all before they run. */
+  memory?: MemoryMode;
   logger: Logger;
 }
 
@@ -68,6 +70,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     token: o.token,
     workDir,
     cacheDir: o.cacheDir ?? defaultCacheDir(),
+    ...(o.memory ? { memory: o.memory } : {}),
     logger: o.logger,
   });
   return {

@@ -1,8 +1,15 @@
 /**
  * The agent's VMs (wasm backend): starts guests, implements the sf_* calls on
  * top of the control plane, forks parents, starts clones from descriptors,
- * serves fork memory and clone results to other agents, and reports every
- * VM's output and state to the master.
+ * serves fork memory (memory server) and clone results to other agents, and
+ * reports every VM's output, state and memory figures to the master.
+ *
+ * Memory at a fork: the parent's memory is captured copy-on-write
+ * (Snapshot.capture) and the parent resumes at once; the page map (avoidance
+ * heuristics) is computed afterwards from the snapshot and the fork is served
+ * by this agent's memory server until its clones are joined or killed. Clones
+ * start with empty memory filled on demand by memtap (default), or fetched
+ * whole before they run (`--memory eager`, or where userfaultfd is missing).
  */
 import { join } from "node:path";
 import {
@@ -19,13 +26,36 @@ import {
   SF_ETICKETUSED,
   WasmVm,
 } from "../backend/wasm/mod.ts";
-import { fromDescriptor, pageMapOf, toDescriptor, toHex } from "../backend/wasm/fork_descriptor.ts";
-import { decodeDescriptor, encodeDescriptor } from "../descriptor/mod.ts";
+import {
+  fromDescriptor,
+  OS_PAGE,
+  pageMapOf,
+  toDescriptor,
+  toHex,
+} from "../backend/wasm/fork_descriptor.ts";
+import { countMarks, decodeDescriptor, encodeDescriptor } from "../descriptor/mod.ts";
 import type { Logger } from "../log.ts";
+import { isUserfaultfdAvailable } from "../memory/availability.ts";
+import { fetchAllPages } from "../memory/eager.ts";
+import { ForkPages } from "../memory/fork_pages.ts";
+import {
+  applyHeuristics,
+  type ByteRange,
+  type Heuristic,
+  heuristicsFromEnv,
+} from "../memory/heuristics.ts";
+import { Memtap } from "../memory/memtap.ts";
+import { MemoryServer } from "../memory/server.ts";
+import { Snapshot } from "../memory/snapshot.ts";
+import type { ForkAccess, PageReader } from "../memory/transport.ts";
+import { UnicastPageClient } from "../memory/unicast/client.ts";
+import { UnicastPageServer } from "../memory/unicast/server.ts";
 import type { Agent } from "./agent.ts";
 import type { DataServer } from "./agent_http.ts";
 import {
+  type CloneMemoryStats,
   type ClusterView,
+  type ForkMemoryStats,
   type ForkPlan,
   type MasterCall,
   OutFiles,
@@ -46,7 +76,15 @@ export interface AgentVmsOptions {
   /** Prepared modules are cached here by content hash. */
   cacheDir: string;
   logger: Logger;
+  /** How clones get their memory: on demand (default) or all before they run. */
+  memory?: MemoryMode;
+  /** Avoidance heuristics in use; default from SNOWFLOCK_AVOID (all). */
+  avoid?: Set<Heuristic>;
+  /** How often running clones and served forks report memory figures. Default 500 ms. */
+  statsIntervalMs?: number;
 }
+
+export type MemoryMode = "lazy" | "eager";
 
 interface TicketHandle {
   ticket: string;
@@ -70,13 +108,30 @@ interface Vm {
   checkpoints: Map<number, Checkpoint>;
   /** The fork key of the cluster a clone belongs to: other agents present it to read /out. */
   forkKey?: string;
+  /** Ranges a parent hinted its clones will overwrite (applied at its next fork). */
+  hints: ByteRange[];
+  /** A lazy clone's memory-on-demand, until its memory is complete or it ends. */
+  memtap?: { memtap: Memtap; fork: string; pages: ForkPages };
+  /** Why a clone was stopped by its agent (reported instead of "killed"). */
+  failure?: string;
 }
 
-/** A parent's memory as it was at a fork, served to that fork's clones. */
-interface ForkMemory {
-  key: string;
-  bytes: Uint8Array;
+/** A fork this agent serves. */
+interface ServedFork {
+  forkId: Uint8Array;
+  cluster: string;
+  timer: ReturnType<typeof setInterval>;
+  snapshot?: Snapshot;
 }
+
+/** A fork whose clones run here: one page client shared by them. */
+interface ClientFork {
+  pages: ForkPages;
+  users: number;
+}
+
+/** Memtap's own re-asking is left to the transport (reliable, reconnects): it only backstops. */
+const MEMTAP_FETCH_TIMEOUT_MS = 15_000;
 
 const FORK_KEY_HEADER = "x-snowflock-fork-key";
 
@@ -84,11 +139,39 @@ export class AgentVms {
   #o: AgentVmsOptions;
   #vms = new Map<string, Vm>();
   #modules = new Map<string, Promise<PreparedModule>>();
-  #forks = new Map<string, ForkMemory>();
+  #served = new Map<string, ServedFork>();
+  #clientForks = new Map<string, ClientFork>();
+  #eager = new Map<string, Promise<Uint8Array>>();
+  #memoryServer: MemoryServer;
+  #mode: MemoryMode;
+  #uffd: boolean;
+  #avoid: Set<Heuristic>;
+  #statsEvery: number;
 
   constructor(o: AgentVmsOptions) {
     this.#o = o;
     o.data.route((req, url) => this.#serve(req, url));
+    const host = o.dataAddress.slice(0, o.dataAddress.lastIndexOf(":"));
+    this.#memoryServer = new MemoryServer(
+      UnicastPageServer.listen({ hostname: "0.0.0.0", advertise: host }),
+    );
+    this.#avoid = o.avoid ?? heuristicsFromEnv();
+    this.#statsEvery = o.statsIntervalMs ?? 500;
+    const uffd = isUserfaultfdAvailable();
+    this.#uffd = uffd.ok;
+    this.#mode = o.memory ?? memoryModeFromEnv();
+    if (!uffd.ok) {
+      o.logger.warn(
+        `memory-on-demand unavailable: ${uffd.reason}; forks copy the parent's memory and ` +
+          "clones fetch all of it before they run (eager)",
+      );
+      this.#mode = "eager";
+    }
+  }
+
+  /** "lazy" or "eager": how this agent's clones get their memory. */
+  get memoryMode(): MemoryMode {
+    return this.#mode;
   }
 
   /** Answers a call from the master. */
@@ -110,8 +193,12 @@ export class AgentVms {
     }
   }
 
-  close(): void {
+  async close(): Promise<void> {
     for (const vm of this.#vms.values()) vm.vm?.kill();
+    await Promise.all([...this.#vms.values()].map((vm) => this.#closeMemtap(vm)));
+    for (const served of this.#served.values()) clearInterval(served.timer);
+    this.#served.clear();
+    await this.#memoryServer.close();
   }
 
   // ---- modules ----
@@ -150,6 +237,7 @@ export class AgentVms {
       isClone,
       tickets: new Map(),
       checkpoints: new Map(),
+      hints: [],
     };
     this.#vms.set(id, vm);
     return vm;
@@ -172,10 +260,13 @@ export class AgentVms {
     return { vm: id };
   }
 
-  #watch(vm: Vm): void {
+  #watch(vm: Vm, onExit?: () => Promise<void>): void {
     this.#event({ kind: "state", vm: vm.id, state: "running" });
-    vm.vm!.exited.then((exit) => {
-      if (exit.kind === "exit") {
+    vm.vm!.exited.then(async (exit) => {
+      await onExit?.();
+      if (vm.failure !== undefined) {
+        this.#event({ kind: "state", vm: vm.id, state: "failed", reason: vm.failure });
+      } else if (exit.kind === "exit") {
         this.#event({
           kind: "state",
           vm: vm.id,
@@ -231,7 +322,7 @@ export class AgentVms {
           params: { cluster: t.fork.plan.cluster },
         }, 7 * 86_400_000) as ClusterView;
         await this.#gather(vm, c, t.fork);
-        this.#forks.delete(t.fork.forkId);
+        await this.#stopServing(t.fork.forkId);
         return c.members.filter((m) => m.state !== "exited" || m.exitCode !== 0).length;
       },
       kill: async (h) => {
@@ -239,30 +330,32 @@ export class AgentVms {
         if (!t) return vm.isClone ? SF_ECLONE : SF_ENOTICKET;
         if (!t.fork) return SF_EINVAL;
         await agent.request({ method: "cluster.kill", params: { cluster: t.fork.plan.cluster } });
-        this.#forks.delete(t.fork.forkId);
+        await this.#stopServing(t.fork.forkId);
         return 0;
       },
-      checkpoint: (fork) => {
+      checkpoint: async (fork) => {
+        await this.#completeMemory(vm);
         const handle = newHandle(vm.checkpoints);
         vm.checkpoints.set(handle, {
           memory: new Uint8Array(fork.memory.buffer).slice(0, fork.state.memoryPages * 65536),
           fork: fork.state,
         });
-        return Promise.resolve(handle);
+        return handle;
       },
       createClones: (ckpt, h) => {
         const c = vm.checkpoints.get(ckpt);
         if (!c) return Promise.resolve(SF_ENOCKPT);
         return this.#fork(vm, h, c.fork, c.memory, performance.now());
       },
-      hintOverwrite: () => Promise.resolve(0),
+      hintOverwrite: (ptr, len) => Promise.resolve(this.#hint(vm, ptr, len)),
     };
   }
 
   /**
    * Forks `vm` from a paused state: the master names the clones, the memory is
-   * captured, and the clones start from a descriptor. Resolves (resuming the
-   * parent) once the memory is captured; the clones start after that.
+   * captured (copy-on-write), and the clones start from a descriptor. Resolves
+   * (resuming the parent) once the memory is captured; the page map, the
+   * memory server and the clones follow while the parent runs.
    */
   async #fork(
     vm: Vm,
@@ -274,37 +367,101 @@ export class AgentVms {
     const t = vm.tickets.get(handle);
     if (!t) return SF_ENOTICKET;
     if (t.fork) return SF_ETICKETUSED;
-    const plan = await this.#o.agent.request({
+    // The master's answer and the capture overlap: both are inside the parent's pause.
+    const asked = this.#o.agent.request({
       method: "fork.begin",
       params: { ticket: t.ticket, parentVm: vm.id },
-    }) as ForkPlan;
-    const bytes = memory instanceof Uint8Array
-      ? memory
-      : new Uint8Array(memory.buffer).slice(0, state.memoryPages * 65536);
+    }) as Promise<ForkPlan>;
+    asked.catch(() => {}); // awaited below, after the capture
+    const captured = await this.#capture(vm, state, memory);
+    let plan: ForkPlan;
+    try {
+      plan = await asked;
+    } catch (e) {
+      await captured.snapshot?.release();
+      throw e;
+    }
     const forkId = crypto.getRandomValues(new Uint8Array(16));
     const forkKey = crypto.getRandomValues(new Uint8Array(32));
     t.fork = { plan, forkId: toHex(forkId), forkKey: toHex(forkKey) };
-    this.#forks.set(t.fork.forkId, { key: t.fork.forkKey, bytes });
+    const hints = vm.hints;
+    vm.hints = [];
     const pauseMs = performance.now() - pausedAt;
-    queueMicrotask(() => this.#dispatch(vm, plan, state, bytes, { forkId, forkKey, t }, pauseMs));
+    setTimeout(() =>
+      this.#dispatch(vm, plan, state, captured, { forkId, forkKey, t, hints }, pauseMs)
+    );
     return 0;
+  }
+
+  /**
+   * The parent's clone-time memory: a write-protected snapshot of the live
+   * memory, or a copy where that cannot be (no userfaultfd, a checkpoint's
+   * saved bytes, a memory grown since an earlier snapshot still served).
+   */
+  async #capture(
+    vm: Vm,
+    state: ForkPoint["state"],
+    memory: WebAssembly.Memory | Uint8Array,
+  ): Promise<{ reader: PageReader; snapshot?: Snapshot; bytes?: Uint8Array }> {
+    if (memory instanceof Uint8Array) return { reader: copyReader(memory), bytes: memory };
+    await this.#completeMemory(vm);
+    if (this.#uffd) {
+      try {
+        const snapshot = Snapshot.capture({ memory });
+        return { reader: snapshot, snapshot };
+      } catch (e) {
+        this.#o.logger.warn("copy-on-write capture failed; copying the memory", {
+          vm: vm.id,
+          error: e,
+        });
+      }
+    }
+    const bytes = new Uint8Array(memory.buffer).slice(0, state.memoryPages * 65536);
+    return { reader: copyReader(bytes), bytes };
   }
 
   async #dispatch(
     vm: Vm,
     plan: ForkPlan,
     state: ForkPoint["state"],
-    bytes: Uint8Array,
-    ids: { forkId: Uint8Array; forkKey: Uint8Array; t: TicketHandle },
+    captured: { reader: PageReader; snapshot?: Snapshot; bytes?: Uint8Array },
+    ids: { forkId: Uint8Array; forkKey: Uint8Array; t: TicketHandle; hints: ByteRange[] },
     pauseMs: number,
   ): Promise<void> {
     try {
       const module = await this.#module(vm.moduleHash);
+      const baseMap = captured.snapshot
+        ? captured.snapshot.pageMap(state.heapTop)
+        : pageMapOf(captured.bytes!, state.heapTop);
+      const pageMap = applyHeuristics({
+        baseMap,
+        reader: captured.reader,
+        pageSize: OS_PAGE,
+        hints: ids.hints,
+        avoid: this.#avoid,
+      });
+      this.#memoryServer.add({
+        forkId: ids.forkId,
+        key: ids.forkKey,
+        pageSize: OS_PAGE,
+        pageCount: pageMap.length,
+        pageMap,
+        reader: captured.reader,
+        clones: plan.members.length,
+        release: () => captured.snapshot?.release() ?? Promise.resolve(),
+      });
+      const served: ServedFork = {
+        forkId: ids.forkId,
+        cluster: plan.cluster,
+        snapshot: captured.snapshot,
+        timer: setInterval(() => this.#reportFork(served), this.#statsEvery),
+      };
+      this.#served.set(toHex(ids.forkId), served);
       const descriptor = encodeDescriptor(toDescriptor(
         {
           forkId: ids.forkId,
           forkKey: ids.forkKey,
-          memoryServer: this.#o.dataAddress,
+          memoryServer: this.#memoryServer.address,
           parentVm: vm.id,
           ticket: ids.t.ticket,
           clones: plan.members.length,
@@ -312,7 +469,7 @@ export class AgentVms {
         module,
         vm.moduleHash,
         state,
-        pageMapOf(bytes, state.heapTop),
+        pageMap,
       ));
       await this.#o.agent.request({
         method: "fork.dispatch",
@@ -328,6 +485,73 @@ export class AgentVms {
     }
   }
 
+  #reportFork(served: ServedFork): void {
+    const stats = this.#memoryServer.stats(served.forkId);
+    if (stats === undefined) return;
+    const snap = served.snapshot?.stats();
+    const t = stats.transport;
+    const memory: ForkMemoryStats = {
+      pages: stats.pages,
+      pagesPresent: stats.pagesPresent,
+      pagesServed: stats.pagesServed,
+      bytesSent: t.bytesSent,
+      packetsSent: t.packetsSent,
+      multicastBytes: t.multicastBytes,
+      unicastBytes: t.bytesSent - t.multicastBytes,
+      retransmits: t.retransmits,
+      rejected: t.rejected,
+      wpFaults: snap?.wpFaults ?? 0,
+      pagesSaved: snap?.pagesSaved ?? 0,
+    };
+    this.#event({ kind: "fork-memory", cluster: served.cluster, stats: memory });
+  }
+
+  /** The fork's clones are all gone: report its last figures and free its snapshot. */
+  async #stopServing(forkIdHex: string): Promise<void> {
+    const served = this.#served.get(forkIdHex);
+    if (served === undefined) return;
+    this.#served.delete(forkIdHex);
+    clearInterval(served.timer);
+    this.#reportFork(served);
+    await this.#memoryServer.remove(served.forkId);
+  }
+
+  /** sf_hint_overwrite: a lazy clone stops wanting the pages; a parent records them. */
+  #hint(vm: Vm, ptr: number, len: number): number {
+    const first = Math.ceil(ptr / OS_PAGE);
+    const end = Math.floor((ptr + len) / OS_PAGE);
+    if (vm.memtap !== undefined) {
+      if (end > first) vm.memtap.memtap.hintOverwrite(first, end - first);
+    } else if (!vm.isClone) {
+      vm.hints.push({ start: ptr, end: ptr + len });
+    }
+    return 0;
+  }
+
+  /**
+   * A lazy clone about to fork or checkpoint: fetch the rest of its memory and
+   * end its memtap, so the host thread may read the memory (a fault there would
+   * wait for the host thread itself) and the memory can be write-protected.
+   */
+  async #completeMemory(vm: Vm): Promise<void> {
+    if (vm.memtap === undefined) return;
+    await vm.memtap.memtap.fill();
+    await this.#closeMemtap(vm);
+  }
+
+  async #closeMemtap(vm: Vm): Promise<void> {
+    const tap = vm.memtap;
+    if (tap === undefined) return;
+    vm.memtap = undefined;
+    const last = tap.pages.detach(tap.memtap);
+    await tap.memtap.close();
+    const shared = this.#clientForks.get(tap.fork);
+    if (shared !== undefined && --shared.users === 0) {
+      this.#clientForks.delete(tap.fork);
+      if (last) await shared.pages.client.close();
+    }
+  }
+
   async #startClones(
     cluster: string,
     clones: { clone: number; vm: string }[],
@@ -335,16 +559,31 @@ export class AgentVms {
     resume: "clone" | "checkpoint",
   ): Promise<{ started: number }> {
     const d = decodeDescriptor(fromBase64(descriptorB64));
+    if (d.kind !== "wasm") throw new Error(`Cannot start clones: a ${d.kind} descriptor`);
     const sourceHash = toHex(d.wasm.moduleHash);
     const module = await this.#module(sourceHash);
-    const memory = await this.#fetchMemory(d.memoryServer, toHex(d.forkId), toHex(d.forkKey));
     const state = { ...fromDescriptor(d, resume), moduleHash: module.hash };
+    const fork = toHex(d.forkId);
+    const access: ForkAccess = {
+      forkId: d.forkId,
+      key: d.forkKey,
+      server: d.memoryServer,
+      pageSize: d.pageSize,
+      pageCount: d.pageMap.length,
+    };
+    const eager = this.#mode === "eager" ? this.#eagerPages(fork, access, d.pageMap) : undefined;
     await Promise.all(clones.map(async ({ clone, vm: id }) => {
       const vm = await this.#newVm(id, sourceHash, true);
       vm.forkKey = toHex(d.forkKey);
       const mem = createGuestMemory(module, d.wasm.memory.pages);
-      new Uint8Array(mem.buffer).set(memory);
       try {
+        let stats: () => CloneMemoryStats;
+        if (eager) {
+          new Uint8Array(mem.buffer).set(await eager);
+          stats = this.#eagerStats(d.pageMap, access);
+        } else {
+          stats = await this.#openMemtap(vm, fork, access, d.pageMap, mem);
+        }
         vm.vm = await WasmVm.resume({
           module,
           memory: mem,
@@ -353,24 +592,137 @@ export class AgentVms {
           cloneId: clone,
           ...this.#io(vm),
         });
-        this.#watch(vm);
+        const report = () => this.#event({ kind: "memory", vm: id, stats: stats() });
+        const timer = setInterval(report, this.#statsEvery);
+        this.#watch(vm, async () => {
+          clearInterval(timer);
+          report();
+          await this.#closeMemtap(vm);
+        });
+        this.#failOnMemoryLoss(vm);
       } catch (e) {
+        await this.#closeMemtap(vm);
         this.#event({ kind: "state", vm: id, state: "failed", reason: (e as Error).message });
       }
     }));
-    this.#o.logger.debug("clones started", { cluster, clones: clones.length });
+    this.#eager.delete(fork);
+    this.#o.logger.debug("clones started", { cluster, clones: clones.length, mode: this.#mode });
     return { started: clones.length };
   }
 
-  async #fetchMemory(server: string, forkId: string, key: string): Promise<Uint8Array> {
-    const res = await fetch(`http://${server}/v1/forks/${forkId}/memory`, {
-      headers: { [FORK_KEY_HEADER]: key },
-    });
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw new Error(`Cannot fetch fork memory from ${server}: HTTP ${res.status}`);
+  /** The whole fork fetched once per host, for every eager clone of it here. */
+  #eagerPages(fork: string, access: ForkAccess, pageMap: Uint8Array): Promise<Uint8Array> {
+    let pages = this.#eager.get(fork);
+    if (pages === undefined) {
+      pages = (async () => {
+        const client = new UnicastPageClient(access);
+        try {
+          const bytes = new Uint8Array(access.pageCount * access.pageSize);
+          await fetchAllPages(client, pageMap, bytes, access.pageSize);
+          this.#eagerTransport.set(fork, client.stats());
+          return bytes;
+        } finally {
+          await client.close();
+        }
+      })();
+      this.#eager.set(fork, pages);
     }
-    return new Uint8Array(await res.arrayBuffer());
+    return pages;
+  }
+
+  #eagerTransport = new Map<string, ReturnType<UnicastPageClient["stats"]>>();
+
+  #eagerStats(pageMap: Uint8Array, access: ForkAccess): () => CloneMemoryStats {
+    const marks = countMarks(pageMap);
+    const t = this.#eagerTransport.get(toHex(access.forkId));
+    const figures: CloneMemoryStats = {
+      mode: "eager",
+      faults: 0,
+      pagesFetched: marks.present,
+      pagesAvoided: {
+        zero: marks.zero,
+        untouched: marks.untouched,
+        hinted: marks.hinted,
+        free: marks.free,
+      },
+      pagesUnrequested: 0,
+      bytesReceived: t?.bytesReceived ?? 0,
+      multicastBytes: t?.multicastBytes ?? 0,
+      unicastBytes: (t?.bytesReceived ?? 0) - (t?.multicastBytes ?? 0),
+      retransmits: t?.retransmits ?? 0,
+      faultP50Us: 0,
+      faultP99Us: 0,
+      stalledMs: 0,
+    };
+    return () => figures;
+  }
+
+  /** Empty the clone's memory and fill it on demand from the fork's shared page client. */
+  async #openMemtap(
+    vm: Vm,
+    fork: string,
+    access: ForkAccess,
+    pageMap: Uint8Array,
+    memory: WebAssembly.Memory,
+  ): Promise<() => CloneMemoryStats> {
+    let shared = this.#clientForks.get(fork);
+    if (shared === undefined) {
+      shared = { pages: new ForkPages(new UnicastPageClient(access)), users: 0 };
+      this.#clientForks.set(fork, shared);
+    }
+    shared.users++;
+    const pages = shared.pages;
+    let memtap: Memtap;
+    try {
+      memtap = await Memtap.open({
+        memory,
+        pageMap,
+        source: pages.source,
+        fetchTimeoutMs: MEMTAP_FETCH_TIMEOUT_MS,
+        retries: 1,
+      });
+    } catch (e) {
+      if (--shared.users === 0) {
+        this.#clientForks.delete(fork);
+        await pages.client.close();
+      }
+      throw e;
+    }
+    pages.attach(memtap);
+    vm.memtap = { memtap, fork, pages };
+    return () => {
+      const m = memtap.stats();
+      const t = pages.client.stats();
+      return {
+        mode: "lazy",
+        faults: m.faults,
+        pagesFetched: m.pagesFetched,
+        pagesAvoided: m.pagesAvoided,
+        pagesUnrequested: m.pagesInstalledUnrequested,
+        // The transport figures are those of the host's client, shared by its clones of the fork.
+        bytesReceived: t.bytesReceived,
+        multicastBytes: t.multicastBytes,
+        unicastBytes: t.bytesReceived - t.multicastBytes,
+        retransmits: t.retransmits + m.pagesReRequested,
+        faultP50Us: m.faultP50Us,
+        faultP99Us: m.faultP99Us,
+        stalledMs: m.stalledMs,
+      };
+    };
+  }
+
+  /** A lazy clone whose pages cannot be fetched any more is failed, never left hanging. */
+  #failOnMemoryLoss(vm: Vm): void {
+    const tap = vm.memtap;
+    if (tap === undefined) return;
+    Promise.race([tap.memtap.failed, tap.pages.client.failed]).then(async (error) => {
+      if (vm.memtap !== tap) return; // already completed or closed
+      vm.failure = `memory-on-demand failed: ${error.message}`;
+      this.#o.logger.warn("clone lost its memory server", { vm: vm.id, error: error.message });
+      vm.vm?.kill();
+      // The VM thread may be blocked in a page fault: unregistering wakes it so it can end.
+      await this.#closeMemtap(vm);
+    });
   }
 
   /** Copies every clone's /out into the parent's /out/clone-<id>/. */
@@ -398,16 +750,7 @@ export class AgentVms {
   // ---- data plane ----
 
   async #serve(req: Request, url: URL): Promise<Response | undefined> {
-    let m = /^\/v1\/forks\/([0-9a-f]{32})\/memory$/.exec(url.pathname);
-    if (m && req.method === "GET") {
-      const fork = this.#forks.get(m[1]);
-      if (!fork) return new Response("no such fork", { status: 404 });
-      if (req.headers.get(FORK_KEY_HEADER) !== fork.key) {
-        return new Response("wrong fork key", { status: 403 });
-      }
-      return new Response(fork.bytes.slice());
-    }
-    m = /^\/v1\/vms\/([\w-]+)\/out$/.exec(url.pathname);
+    const m = /^\/v1\/vms\/([\w-]+)\/out$/.exec(url.pathname);
     if (m && req.method === "GET") {
       const vm = this.#vms.get(m[1]);
       if (!vm?.isClone) return new Response("no such clone", { status: 404 });
@@ -418,6 +761,24 @@ export class AgentVms {
     }
     return undefined;
   }
+}
+
+/** SNOWFLOCK_MEMORY=eager|lazy (default lazy), for embedded clusters (benchmarks). */
+function memoryModeFromEnv(): MemoryMode {
+  let mode: string | undefined;
+  try {
+    mode = Deno.env.get("SNOWFLOCK_MEMORY");
+  } catch {
+    mode = undefined; // no --allow-env: the default
+  }
+  return mode === "eager" ? "eager" : "lazy";
+}
+
+/** Pages of a copied memory. */
+function copyReader(bytes: Uint8Array): PageReader {
+  return {
+    readPages: (first, count) => bytes.slice(first * OS_PAGE, (first + count) * OS_PAGE),
+  };
 }
 
 /**

@@ -38,7 +38,13 @@ import {
   uffdWake,
 } from "../../native/userfaultfd.ts";
 import { isUserfaultfdAvailable } from "./availability.ts";
-import { STAT_FAULTS, STAT_SLOTS, STATE_PRESENT } from "./fault_protocol.ts";
+import {
+  STAT_FAULTS,
+  STAT_SLOTS,
+  STATE_MISSING,
+  STATE_PRESENT,
+  STATE_REQUESTED,
+} from "./fault_protocol.ts";
 import { FaultWorkerHandle } from "./fault_worker_handle.ts";
 import {
   isPageMark,
@@ -132,6 +138,9 @@ export class Memtap {
   #latencies = new Float64Array(LATENCY_RING);
   #latencyCount = 0;
   #stalledUs = 0;
+  /** PRESENT pages not installed yet (fill() waits for 0). */
+  #presentLeft = 0;
+  #filled: PromiseWithResolvers<void> | undefined;
 
   /** Settles (resolves with the error) when a page cannot be fetched or the worker dies. */
   readonly failed: Promise<MemtapError> = this.#failure.promise;
@@ -148,6 +157,7 @@ export class Memtap {
     this.#retries = options.retries;
     const marks = new Uint8Array(new SharedArrayBuffer(this.#pageCount));
     marks.set(options.pageMap);
+    for (const mark of options.pageMap) if (mark === PAGE_PRESENT) this.#presentLeft++;
     this.#marks = marks;
     this.#state = new Uint8Array(new SharedArrayBuffer(this.#pageCount));
     this.#workerStats = new Int32Array(new SharedArrayBuffer(STAT_SLOTS * 4));
@@ -236,6 +246,50 @@ export class Memtap {
     }
   }
 
+  /**
+   * The clone will overwrite pages `first…first+count-1` before reading them
+   * (sf_hint_overwrite): those not yet fetched or asked for become HINTED, so a fault on them
+   * maps a zero page and nothing is fetched. Call it only while the VM thread is blocked (in the
+   * hint call), so no fault on these pages can be in flight. Returns the pages re-marked.
+   */
+  hintOverwrite(first: number, count: number): number {
+    let marked = 0;
+    const end = Math.min(this.#pageCount, first + count);
+    for (let page = Math.max(0, first); page < end; page++) {
+      if (this.#marks[page] !== PAGE_PRESENT) continue;
+      if (Atomics.load(this.#state, page) !== STATE_MISSING) continue;
+      this.#marks[page] = PAGE_HINTED;
+      marked++;
+    }
+    this.#presentLeft -= marked;
+    return marked;
+  }
+
+  /**
+   * Fetch every PRESENT page not yet installed and resolve once all are (rejects if memtap
+   * fails). Afterwards the memory can be read from any thread, e.g. to fork a clone again.
+   */
+  async fill(): Promise<void> {
+    if (this.#presentLeft === 0) return;
+    this.#filled ??= Promise.withResolvers<void>();
+    const ask: number[] = [];
+    const now = performance.now();
+    for (let page = 0; page < this.#pageCount; page++) {
+      if (this.#marks[page] !== PAGE_PRESENT) continue;
+      // Claim it as the worker would: a later fault on it then just waits for the install.
+      if (
+        Atomics.compareExchange(this.#state, page, STATE_MISSING, STATE_REQUESTED) !== STATE_MISSING
+      ) {
+        continue;
+      }
+      this.#inFlight.set(page, { sentAt: now, tries: 1 });
+      ask.push(page);
+    }
+    if (ask.length > 0) this.#ask(ask);
+    const failed = this.failed.then((e) => Promise.reject(e));
+    await Promise.race([this.#filled.promise, failed]);
+  }
+
   #wanted(page: number): boolean {
     return this.#marks[page] === PAGE_PRESENT && Atomics.load(this.#state, page) !== STATE_PRESENT;
   }
@@ -266,6 +320,7 @@ export class Memtap {
     for (let page = first; page < first + count; page++) {
       Atomics.store(this.#state, page, STATE_PRESENT);
       this.#pagesFetched++;
+      this.#presentLeft--;
       const entry = this.#inFlight.get(page);
       if (entry === undefined) {
         this.#unrequested++;
@@ -279,6 +334,7 @@ export class Memtap {
       }
     }
     if (this.#inFlight.size === 0) this.#stopTimer();
+    if (this.#presentLeft === 0) this.#filled?.resolve();
   }
 
   #onFault(pages: number[], at: number): void {
