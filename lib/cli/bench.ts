@@ -5,6 +5,11 @@
  */
 import { Command } from "commander";
 import { benchClone } from "../bench/clone.ts";
+import { benchFanout } from "../bench/fanout.ts";
+import { benchFaultLatency } from "../bench/fault_latency.ts";
+import { benchHeuristics } from "../bench/heuristics.ts";
+import { benchLazyVsEager } from "../bench/lazy_vs_eager.ts";
+import { benchParentPause } from "../bench/parent_pause.ts";
 import { parseCount } from "./options.ts";
 
 /** Prints a report: one JSON line, or one figure per line. */
@@ -52,8 +57,89 @@ function cloneBench(): Command {
     });
 }
 
+function lazyVsEagerBench(): Command {
+  return new Command("lazy-vs-eager")
+    .description("clone-ready time and bytes moved: memory on demand vs all before running")
+    .option("--memory-mib <n>", "guest memory", parseCount(1, 4096), 512)
+    .option(
+      "--touch-pages <n>",
+      "pages each clone reads after forking",
+      parseCount(1, 1 << 20),
+      256,
+    )
+    .option("--hosts <n>", "agents, one clone each", parseCount(1, 16), 2)
+    .option("--json", "last line: one JSON object")
+    .action(async (f: { memoryMib: number; touchPages: number; hosts: number; json?: boolean }) => {
+      report(f.json, await benchLazyVsEager(f));
+    });
+}
+
+function faultLatencyBench(): Command {
+  return new Command("fault-latency")
+    .description("page fault service time, memory server remote (namespace host) and local")
+    .option("--faults <n>", "pages touched one fault at a time", parseCount(1, 1 << 20), 2000)
+    .option("--batch-pages <n>", "pages fetched in the batched run", parseCount(1, 1 << 22), 32768)
+    .option("--json", "last line: one JSON object")
+    .action(async (f: { faults: number; batchPages: number; json?: boolean }) => {
+      report(f.json, await benchFaultLatency(f));
+    });
+}
+
+function heuristicsBench(): Command {
+  return new Command("heuristics")
+    .description("pages fetched with each avoidance heuristic on and off, per example guest")
+    .option("--hosts <n>", "agents", parseCount(1, 16), 2)
+    .option("--example <name...>", "examples to run (default: all)")
+    .option("--json", "last line: one JSON object")
+    .action(async (f: { hosts: number; example?: string[]; json?: boolean }) => {
+      report(
+        f.json,
+        await benchHeuristics({ hosts: f.hosts, ...(f.example ? { examples: f.example } : {}) }),
+      );
+    });
+}
+
+function parentPauseBench(): Command {
+  return new Command("parent-pause")
+    .description("the parent's pause at sf_clone with a large memory (copy-on-write capture)")
+    .option("--memory-mib <n>", "guest memory", parseCount(1, 4096), 1024)
+    .option("--json", "last line: one JSON object")
+    .action(async (f: { memoryMib: number; json?: boolean }) => {
+      report(f.json, await benchParentPause(f));
+    });
+}
+
+function fanoutBench(): Command {
+  return new Command("fanout")
+    .description(
+      "mcdist: server bytes, packets and finish time for 1..16 clones on 4 namespace hosts",
+    )
+    .option("--loss <percent>", "datagram loss injected on every host", parseCount(0, 90), 0)
+    .option("--pages <n>", "working set in pages", parseCount(1, 1 << 20), 1024)
+    .option("--json", "last line: one JSON object")
+    .action(async (f: { loss: number; pages: number; json?: boolean }) => {
+      report(
+        f.json,
+        await benchFanout({
+          loss: f.loss,
+          pages: f.pages,
+          ...(f.json ? {} : { log: (line: string) => console.error(line) }),
+        }),
+      );
+    });
+}
+
 export function benchCommand(): Command {
   const bench = new Command("bench").description("run a benchmark (see its --help)");
-  for (const make of [cloneBench]) bench.addCommand(make().exitOverride());
+  for (
+    const make of [
+      cloneBench,
+      lazyVsEagerBench,
+      faultLatencyBench,
+      heuristicsBench,
+      parentPauseBench,
+      fanoutBench,
+    ]
+  ) bench.addCommand(make().exitOverride());
   return bench;
 }

@@ -1,0 +1,511 @@
+/**
+ * The mcdist memory server: one per agent, serving any number of forks. Requests arrive by
+ * unicast; pages go to the fork's multicast group so that one reply serves every clone. A request
+ * for a page that is queued or was sent a moment ago is ignored (lockstep: siblings fault on the
+ * same page at nearly the same time). The send rate follows the receivers' reports (flow.ts);
+ * while clients are idle the server pushes pages it was told are likely next; when only a few
+ * clients still ask and others are done, replies go unicast (end game).
+ *
+ * @module
+ */
+
+import type dgram from "node:dgram";
+import { createLogger, type Logger } from "../log.ts";
+import { PAGE_PRESENT } from "../memory/page_mark.ts";
+import {
+  emptyStats,
+  type PageServer,
+  type ServedFork,
+  type TransportStats,
+} from "../memory/transport.ts";
+import { groupFor, type McdistConfig, payloadBytes, resolveConfig } from "./config.ts";
+import { FlowController, type FlowOptions, Pacer, RateMeter } from "./flow.ts";
+import { ReplayGuard } from "./replay.ts";
+import {
+  closeSocket,
+  type Endpoint,
+  endpointKey,
+  type InboundShim,
+  onDatagram,
+  openSocket,
+  PacketStamp,
+  parseEndpoint,
+  setMulticastSending,
+} from "./socket.ts";
+import {
+  type Body,
+  decodePacket,
+  EndReason,
+  FLAG_PUSHED,
+  FLAG_RESENT,
+  FLAG_UNICAST_REPLY,
+  FORK_ID_BYTES,
+  type ForkKeys,
+  hex,
+  maxRuns,
+  type Packet,
+  PacketType,
+  pageDataRoom,
+  type PageRun,
+  toRuns,
+} from "./wire.ts";
+
+export interface McdistServerOptions {
+  config?: Partial<McdistConfig>;
+  /** "host:port" for requests; default the configured interface, any port. */
+  listen?: string;
+  /** "unicast" when the start-up probe found multicast broken: every reply goes unicast. */
+  mode?: "multicast" | "unicast";
+  flow?: Partial<FlowOptions>;
+  /**
+   * A request for a page multicast less than this long ago is a sibling's duplicate (the page is
+   * still on its way), unless the requester itself was answered: then it lost the page.
+   */
+  lockstepMs?: number;
+  /** End game: at most this many clients asked within `endgameWindowMs` and one has finished. */
+  endgameClients?: number;
+  endgameWindowMs?: number;
+  /** Push once no request came for this long. */
+  idleMs?: number;
+  /** Pages announced and pushed at a time. */
+  pushBatch?: number;
+  log?: Logger;
+  inbound?: InboundShim;
+}
+
+/** mcdist's own counters for one fork, beyond TransportStats. */
+export interface McdistForkCounters {
+  /** Page requests ignored because the page was queued or just multicast. */
+  lockstepIgnored: number;
+  pushedPages: number;
+  /** Pages sent unicast (end game, unicast mode, or clients without multicast). */
+  unicastPages: number;
+  /** Current multicast rate limit, datagrams a second. */
+  rate: number;
+}
+
+const ACTIVE_MS = 2_000;
+const REPORT_WINDOW_MS = 100;
+
+export async function startMcdistServer(options: McdistServerOptions = {}): Promise<McdistServer> {
+  const config = resolveConfig(options.config);
+  const listen = parseEndpoint(options.listen ?? `${config.interface}:0`, true);
+  const socket = await openSocket(listen.address, listen.port);
+  if (options.mode !== "unicast") setMulticastSending(socket, config.interface, config.ttl);
+  return new McdistServer(socket, config, options);
+}
+
+interface UnicastQueue {
+  to: Endpoint;
+  pages: Set<number>;
+}
+
+class ForkState {
+  readonly keys: ForkKeys;
+  readonly group: Endpoint;
+  readonly stats = emptyStats();
+  readonly counters: McdistForkCounters;
+  readonly guard = new ReplayGuard();
+  readonly flow: FlowController;
+  readonly pacer = new Pacer();
+  readonly sentMeter = new RateMeter();
+  /** Pages to multicast, in request order; values say whether the page is pushed. */
+  readonly multicast = new Map<number, boolean>();
+  readonly unicast = new Map<string, UnicastQueue>();
+  /** Requesters of each queued multicast page. */
+  readonly askers = new Map<number, Set<string>>();
+  /** When each page was last multicast (performance.now() ms), and to answer whom. */
+  readonly lastMulticast: Float64Array;
+  readonly answered = new Map<number, Set<string>>();
+  /** 1 once a page went out by any route: a second send is a retransmit. */
+  readonly everSent: Uint8Array;
+  readonly requesters = new Map<string, number>();
+  readonly ended = new Set<number>();
+  pushOrder: number[] = [];
+  pushNext = 0;
+  lastRequestMs = -Infinity;
+
+  constructor(readonly fork: ServedFork, group: Endpoint, flow: Partial<FlowOptions> | undefined) {
+    this.keys = { key: fork.key, pageSize: fork.pageSize };
+    this.group = group;
+    this.flow = new FlowController(flow);
+    this.counters = { lockstepIgnored: 0, pushedPages: 0, unicastPages: 0, rate: this.flow.rate };
+    this.lastMulticast = new Float64Array(fork.pageCount).fill(-Infinity);
+    this.everSent = new Uint8Array(fork.pageCount);
+  }
+
+  hasWork(): boolean {
+    return this.multicast.size > 0 || this.unicast.size > 0;
+  }
+}
+
+export class McdistServer implements PageServer {
+  readonly address: string;
+  readonly config: McdistConfig;
+  #socket: dgram.Socket;
+  #mode: "multicast" | "unicast";
+  #options: McdistServerOptions;
+  #forks = new Map<string, ForkState>();
+  #total = emptyStats();
+  #stamp = new PacketStamp();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #pumpQueued = false;
+  #log: Logger;
+  #closed = false;
+
+  constructor(socket: dgram.Socket, config: McdistConfig, options: McdistServerOptions) {
+    this.#socket = socket;
+    this.config = config;
+    this.#mode = options.mode ?? "multicast";
+    this.#options = options;
+    this.#log = options.log ?? createLogger("mcdist-server", { quiet: true });
+    const bound = socket.address();
+    this.address = `${bound.address}:${bound.port}`;
+    onDatagram(socket, options.inbound, (bytes, from) => this.#receive(bytes, from));
+  }
+
+  addFork(fork: ServedFork): void {
+    const id = hex(fork.forkId);
+    if (this.#forks.has(id)) throw new Error(`Cannot add fork ${id}: already served`);
+    if (fork.pageMap.length !== fork.pageCount) {
+      throw new RangeError(`Cannot add fork ${id}: page map has ${fork.pageMap.length} entries`);
+    }
+    const group = { address: groupFor(this.config, fork.forkId), port: this.config.port };
+    this.#forks.set(id, new ForkState(fork, group, this.#options.flow));
+    this.#log.debug("fork added", { fork: id, group: group.address, pages: fork.pageCount });
+  }
+
+  /**
+   * Pages the parent touched recently, most likely first: pushed to the group while clients are
+   * idle, each at most once and never if already sent.
+   */
+  pushPages(forkId: Uint8Array, pages: number[]): void {
+    const state = this.#fork(forkId);
+    if (state === undefined) {
+      throw new Error(`Cannot push pages: fork ${hex(forkId)} is not served`);
+    }
+    state.pushOrder.push(...pages.filter((p) => this.#servable(state, p)));
+    this.#schedule(0);
+  }
+
+  removeFork(forkId: Uint8Array): void {
+    const state = this.#fork(forkId);
+    if (state === undefined) return;
+    this.#forks.delete(hex(forkId));
+    if (this.#mode === "multicast" && !this.#closed) {
+      this.#send(state, state.group, { type: PacketType.END, reason: EndReason.FORK_REMOVED }, 0);
+    }
+  }
+
+  stats(forkId?: Uint8Array): TransportStats {
+    if (forkId === undefined) return { ...this.#total };
+    return { ...(this.#fork(forkId)?.stats ?? emptyStats()) };
+  }
+
+  counters(forkId: Uint8Array): McdistForkCounters {
+    const state = this.#fork(forkId);
+    if (state === undefined) {
+      throw new Error(`Cannot read counters: fork ${hex(forkId)} is not served`);
+    }
+    return { ...state.counters, rate: Math.round(state.flow.rate) };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    for (const state of [...this.#forks.values()]) this.removeFork(state.fork.forkId);
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    await closeSocket(this.#socket);
+  }
+
+  #fork(forkId: Uint8Array): ForkState | undefined {
+    return this.#forks.get(hex(forkId));
+  }
+
+  #servable(state: ForkState, page: number): boolean {
+    return Number.isInteger(page) && page >= 0 && page < state.fork.pageCount &&
+      state.fork.pageMap[page] === PAGE_PRESENT;
+  }
+
+  #receive(bytes: Uint8Array, from: Endpoint): void {
+    if (this.#closed) return;
+    this.#total.packetsReceived++;
+    this.#total.bytesReceived += bytes.length;
+    const result = decodePacket(bytes, (id) => this.#fork(id)?.keys);
+    const claimed = bytes.length >= 8 + FORK_ID_BYTES
+      ? this.#fork(bytes.subarray(8, 8 + FORK_ID_BYTES))
+      : undefined;
+    if (claimed !== undefined) {
+      claimed.stats.packetsReceived++;
+      claimed.stats.bytesReceived += bytes.length;
+    }
+    if (!result.ok) {
+      this.#reject(claimed, result.message);
+      return;
+    }
+    const state = claimed!;
+    const { packet } = result;
+    const verdict = state.guard.check(packet.sender, packet.seq, packet.time);
+    if (verdict !== "ok") {
+      this.#reject(state, `Cannot accept packet: ${verdict}`);
+      return;
+    }
+    const now = performance.now();
+    switch (packet.body.type) {
+      case PacketType.REQUEST:
+        this.#flowReport(state, packet.body.rate, now);
+        this.#request(state, packet, packet.body.runs, from, now);
+        break;
+      case PacketType.RATE:
+        this.#flowReport(state, packet.body.rate, now);
+        state.requesters.set(endpointKey(from), now);
+        break;
+      case PacketType.END:
+        state.ended.add(packet.sender);
+        state.requesters.delete(endpointKey(from));
+        break;
+      default:
+        this.#reject(state, `Cannot accept packet: type ${packet.body.type} is not for a server`);
+    }
+  }
+
+  #reject(state: ForkState | undefined, why: string): void {
+    this.#total.rejected++;
+    if (state !== undefined) state.stats.rejected++;
+    this.#log.debug("packet dropped", { why });
+  }
+
+  #flowReport(state: ForkState, received: number, now: number): void {
+    const sent = state.sentMeter.rate(now, REPORT_WINDOW_MS);
+    state.flow.report(received, sent, state.hasWork());
+  }
+
+  #request(state: ForkState, packet: Packet, runs: PageRun[], from: Endpoint, now: number): void {
+    const fromKey = endpointKey(from);
+    state.requesters.set(fromKey, now);
+    state.lastRequestMs = now;
+    const wantsUnicast = (packet.flags & FLAG_UNICAST_REPLY) !== 0;
+    const unicast = wantsUnicast || this.#mode === "unicast" || state.fork.clones <= 1 ||
+      this.#endgame(state, now);
+    let invalid = false;
+    for (const run of runs) {
+      for (let page = run.first; page < run.first + run.count; page++) {
+        if (!this.#servable(state, page)) {
+          invalid = true;
+          continue;
+        }
+        if (!wantsUnicast && this.#lockstep(state, page, fromKey, now)) {
+          state.counters.lockstepIgnored++;
+          continue;
+        }
+        if (unicast) {
+          let queue = state.unicast.get(fromKey);
+          if (queue === undefined) {
+            state.unicast.set(fromKey, queue = { to: from, pages: new Set() });
+          }
+          queue.pages.add(page);
+        } else {
+          state.multicast.set(page, false);
+          state.askers.set(page, new Set([fromKey]));
+        }
+      }
+    }
+    if (invalid) {
+      this.#reject(state, "Cannot serve pages: request names pages that are not present");
+    }
+    this.#schedule(0);
+  }
+
+  /**
+   * Whether a request is a near-simultaneous duplicate: the page is queued for the group, or was
+   * multicast a moment ago to answer others (it is still on its way to this requester).
+   */
+  #lockstep(state: ForkState, page: number, from: string, now: number): boolean {
+    const askers = state.askers.get(page);
+    if (askers !== undefined) {
+      askers.add(from);
+      return true;
+    }
+    if (now - state.lastMulticast[page] >= (this.#options.lockstepMs ?? 50)) return false;
+    const answered = state.answered.get(page)!;
+    if (answered.has(from)) return false; // it asked, got its answer, and still lacks the page
+    answered.add(from);
+    return true;
+  }
+
+  #endgame(state: ForkState, now: number): boolean {
+    if (state.ended.size === 0) return false;
+    const window = this.#options.endgameWindowMs ?? 300;
+    let active = 0;
+    for (const at of state.requesters.values()) if (now - at < window) active++;
+    return active <= (this.#options.endgameClients ?? 1);
+  }
+
+  /** Pumps after `ms`, or in a microtask for 0 (nested 0 ms timers are clamped to 4 ms). */
+  #schedule(ms: number): void {
+    if (this.#closed) return;
+    if (ms === 0) {
+      if (this.#pumpQueued) return;
+      this.#pumpQueued = true;
+      queueMicrotask(() => {
+        this.#pumpQueued = false;
+        if (!this.#closed) this.#pump();
+      });
+      return;
+    }
+    if (this.#timer !== undefined) return; // an earlier wake-up is already set
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#pump();
+    }, ms);
+  }
+
+  /** Sends what the pacer of each fork allows and sets the next wake-up. */
+  #pump(): void {
+    let wait = Infinity;
+    const now = performance.now();
+    for (const state of this.#forks.values()) {
+      this.#maybePush(state, now);
+      const { burst } = state.flow.options;
+      const rate = state.flow.rate;
+      while (state.hasWork()) {
+        const need = this.#datagramsPerPage(state);
+        if (state.pacer.refill(rate, burst, now) < need) {
+          wait = Math.min(wait, state.pacer.waitMs(rate, need));
+          break;
+        }
+        state.pacer.spend(this.#sendNext(state, now));
+      }
+    }
+    if (wait !== Infinity) this.#schedule(wait);
+  }
+
+  #maybePush(state: ForkState, now: number): void {
+    if (this.#mode === "unicast" || state.hasWork()) return;
+    if (state.pushNext >= state.pushOrder.length) return;
+    if (now - state.lastRequestMs < (this.#options.idleMs ?? 10)) {
+      this.#schedule(this.#options.idleMs ?? 10);
+      return;
+    }
+    if (now - state.lastRequestMs > ACTIVE_MS) return; // nobody is listening
+    const batch: number[] = [];
+    const size = this.#options.pushBatch ?? 64;
+    while (batch.length < size && state.pushNext < state.pushOrder.length) {
+      const page = state.pushOrder[state.pushNext++];
+      if (state.everSent[page] === 0) batch.push(page);
+    }
+    if (batch.length === 0) return;
+    const runs = toRuns(batch).slice(0, maxRuns(payloadBytes(this.config), PacketType.PUSH));
+    this.#send(state, state.group, { type: PacketType.PUSH, runs }, 0);
+    for (const run of runs) {
+      for (let p = run.first; p < run.first + run.count; p++) {
+        state.multicast.set(p, true);
+        state.askers.set(p, new Set());
+      }
+    }
+  }
+
+  /** Forgets who was answered once the lockstep window of a page has passed. */
+  #pruneAnswered(state: ForkState, now: number): void {
+    const window = this.#options.lockstepMs ?? 50;
+    for (const page of state.answered.keys()) {
+      if (now - state.lastMulticast[page] < window) break;
+      state.answered.delete(page);
+    }
+  }
+
+  #datagramsPerPage(state: ForkState): number {
+    const room = pageDataRoom(payloadBytes(this.config));
+    return state.fork.pageSize <= room ? 1 : Math.ceil(state.fork.pageSize / room);
+  }
+
+  /** Sends the next page (or run of pages) of `state`; returns the datagrams used. */
+  #sendNext(state: ForkState, now: number): number {
+    const room = pageDataRoom(payloadBytes(this.config));
+    const perDatagram = Math.max(1, Math.floor(room / state.fork.pageSize));
+    let to: Endpoint;
+    let pages: number[];
+    let flags = 0;
+    if (state.multicast.size > 0) {
+      const [first, pushed] = state.multicast.entries().next().value!;
+      pages = [first];
+      while (pages.length < perDatagram && state.multicast.get(first + pages.length) === pushed) {
+        pages.push(first + pages.length);
+      }
+      for (const p of pages) {
+        state.multicast.delete(p);
+        // Deleted first so that the map stays in send order for pruning.
+        state.answered.delete(p);
+        state.answered.set(p, state.askers.get(p) ?? new Set());
+        state.askers.delete(p);
+      }
+      if (pushed) flags |= FLAG_PUSHED;
+      to = state.group;
+      state.counters.pushedPages += pushed ? pages.length : 0;
+    } else {
+      const [key, queue] = state.unicast.entries().next().value!;
+      const first = queue.pages.values().next().value!;
+      pages = [first];
+      while (pages.length < perDatagram && queue.pages.has(first + pages.length)) {
+        pages.push(first + pages.length);
+      }
+      for (const p of pages) queue.pages.delete(p);
+      // Round robin between requesters: this one goes to the back.
+      state.unicast.delete(key);
+      if (queue.pages.size > 0) state.unicast.set(key, queue);
+      to = queue.to;
+      state.counters.unicastPages += pages.length;
+    }
+    if (pages.some((p) => state.everSent[p] === 1)) {
+      flags |= FLAG_RESENT;
+      state.stats.retransmits += pages.length;
+      this.#total.retransmits += pages.length;
+    }
+    const multicast = to === state.group;
+    for (const p of pages) {
+      state.everSent[p] = 1;
+      if (multicast) state.lastMulticast[p] = now;
+    }
+    if (multicast) this.#pruneAnswered(state, now);
+    const data = state.fork.reader.readPages(pages[0], pages.length);
+    const pageSize = state.fork.pageSize;
+    if (pageSize <= room) {
+      const body: Body = {
+        type: PacketType.PAGES,
+        first: pages[0],
+        count: pages.length,
+        part: 0,
+        parts: 1,
+        data,
+      };
+      this.#send(state, to, body, flags);
+      if (multicast) state.sentMeter.add(1, now);
+      return 1;
+    }
+    const parts = Math.ceil(pageSize / room);
+    const size = Math.ceil(pageSize / parts);
+    for (let part = 0; part < parts; part++) {
+      const chunk = data.subarray(part * size, Math.min(pageSize, (part + 1) * size));
+      this.#send(state, to, {
+        type: PacketType.PAGES,
+        first: pages[0],
+        count: 1,
+        part,
+        parts,
+        data: chunk,
+      }, flags);
+    }
+    if (multicast) state.sentMeter.add(parts, now);
+    return parts;
+  }
+
+  #send(state: ForkState, to: Endpoint, body: Body, flags: number): void {
+    const bytes = this.#stamp.encode({ flags, forkId: state.fork.forkId, body }, state.fork.key);
+    this.#socket.send(bytes, to.port, to.address);
+    for (const stats of [state.stats, this.#total]) {
+      stats.packetsSent++;
+      stats.bytesSent += bytes.length;
+      if (to === state.group) stats.multicastBytes += bytes.length;
+    }
+  }
+}

@@ -1,0 +1,203 @@
+// Server and clients in one process over loopback multicast, with a shim that loses, duplicates
+// and reorders datagrams on their way in.
+import assert from "node:assert/strict";
+import { accessOf, isPageContent, syntheticFork, workingSet } from "../bench/fanout_fork.ts";
+import { driveClones } from "../bench/fanout_clones.ts";
+import type { ServedFork } from "../memory/transport.ts";
+import { type McdistClient, McdistError, openMcdistClient } from "./client.ts";
+import type { McdistConfig } from "./config.ts";
+import { probeMulticast } from "./probe.ts";
+import { type McdistServer, startMcdistServer } from "./server.ts";
+import { closeSocket, type InboundShim, openSocket, PacketStamp } from "./socket.ts";
+import { PacketType } from "./wire.ts";
+
+const PAGE = 4096;
+
+function config(): Partial<McdistConfig> {
+  return { interface: "127.0.0.1", port: 40_000 + Math.floor(Math.random() * 20_000) };
+}
+
+function fork(clones: number, pageCount = 512): ServedFork {
+  return syntheticFork({
+    forkId: crypto.getRandomValues(new Uint8Array(16)),
+    key: crypto.getRandomValues(new Uint8Array(32)),
+    pageSize: PAGE,
+    pageCount,
+    clones,
+  });
+}
+
+/** Drops `loss`, duplicates `dup` and delays up to 3 ms (reordering) a share of datagrams. */
+function lossyShim(loss: number, dup: number, reorder: number): InboundShim {
+  return (packet, deliver) => {
+    if (Math.random() < loss) return;
+    const copies = Math.random() < dup ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      if (Math.random() < reorder) setTimeout(() => deliver(packet), Math.random() * 3);
+      else deliver(packet);
+    }
+  };
+}
+
+interface Rig {
+  server: McdistServer;
+  clients: McdistClient[];
+  fork: ServedFork;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+async function rig(
+  clients: number,
+  options: { clones?: number; shim?: InboundShim; multicast?: boolean } = {},
+): Promise<Rig> {
+  const cfg = config();
+  const served = fork(options.clones ?? clients);
+  const server = await startMcdistServer({ config: cfg, inbound: options.shim });
+  server.addFork(served);
+  const opened = await Promise.all(
+    Array.from({ length: clients }, () =>
+      openMcdistClient(accessOf(served, server.address), {
+        config: cfg,
+        inbound: options.shim,
+        multicast: options.multicast,
+      })),
+  );
+  return {
+    server,
+    clients: opened,
+    fork: served,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(opened.map((c) => c.close()));
+      await server.close();
+    },
+  };
+}
+
+function drive(r: Rig, client: McdistClient, pages = 256) {
+  return driveClones(client, {
+    clones: 2,
+    workingSet: workingSet(pages),
+    outstanding: 8,
+    pageSize: PAGE,
+    check: (page, bytes) => isPageContent(r.fork.forkId, page, bytes, PAGE),
+  });
+}
+
+Deno.test("every client gets correct pages despite 20 % loss, duplication and reordering", async () => {
+  await using r = await rig(3, { shim: lossyShim(0.2, 0.1, 0.2) });
+  const results = await Promise.all(r.clients.map((c) => drive(r, c)));
+  for (const result of results) assert.equal(result.bad, 0);
+  const server = r.server.stats(r.fork.forkId);
+  assert.ok(server.retransmits > 0, "lost pages were sent again");
+  assert.ok(r.clients.every((c) => c.stats().retransmits > 0), "clients asked again");
+  assert.ok(r.clients.some((c) => c.stats().rejected > 0), "duplicates were dropped as replays");
+});
+
+Deno.test("one multicast reply serves every client: 4 clients cost about one", async () => {
+  await using r = await rig(4);
+  await Promise.all(r.clients.map((c) => drive(r, c)));
+  const pages = workingSet(256).length;
+  const stats = r.server.stats(r.fork.forkId);
+  const onePass = pages * (PAGE + 3 * 64);
+  assert.ok(stats.bytesSent < onePass * 1.2, `${stats.bytesSent} bytes for ${pages} pages`);
+  assert.equal(stats.multicastBytes, stats.bytesSent);
+  assert.ok(r.server.counters(r.fork.forkId).lockstepIgnored > 0, "siblings' duplicates ignored");
+  for (const c of r.clients) assert.ok(c.stats().bytesReceived >= pages * PAGE);
+});
+
+Deno.test("forged and replayed requests are rejected, counted and not answered", async () => {
+  await using r = await rig(1, { clones: 2 });
+  const socket = await openSocket("127.0.0.1", 0);
+  try {
+    const [address, port] = r.server.address.split(":");
+    const stamp = new PacketStamp();
+    const request = (key: Uint8Array) =>
+      stamp.encode({
+        flags: 0,
+        forkId: r.fork.forkId,
+        body: { type: PacketType.REQUEST, rate: 0, outstanding: 1, runs: [{ first: 0, count: 1 }] },
+      }, key);
+    const send = (bytes: Uint8Array) => socket.send(bytes, Number(port), address);
+    send(request(new Uint8Array(32).fill(1)));
+    const genuine = request(r.fork.key);
+    send(genuine);
+    await delay(50);
+    send(genuine);
+    send(new Uint8Array([1, 2, 3]));
+    await delay(50);
+    const stats = r.server.stats(r.fork.forkId);
+    assert.equal(stats.rejected, 2, "forged and replayed");
+    assert.equal(r.server.stats().rejected, 3, "plus the malformed one, in the total");
+    assert.equal(stats.packetsSent, 3, "one answer: a 4 KiB page in three parts at MTU 1500");
+  } finally {
+    await closeSocket(socket);
+  }
+});
+
+Deno.test("idle clients receive pushed pages they never asked for", async () => {
+  await using r = await rig(2);
+  const seen = new Set<number>();
+  r.clients[1].onPages((first, bytes) => {
+    for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
+  });
+  await drive(r, r.clients[0], 16);
+  r.server.pushPages(r.fork.forkId, [100, 101, 102, 200]);
+  await until(() => seen.has(200));
+  assert.ok([100, 101, 102].every((p) => seen.has(p)));
+  assert.equal(r.server.counters(r.fork.forkId).pushedPages, 4);
+});
+
+Deno.test("the end game answers the last client by unicast", async () => {
+  await using r = await rig(2);
+  await drive(r, r.clients[0], 32);
+  await r.clients[0].close();
+  await delay(20);
+  const before = r.server.counters(r.fork.forkId).unicastPages;
+  assert.equal(before, 0);
+  const result = await drive(r, r.clients[1], 128);
+  assert.equal(result.bad, 0);
+  assert.ok(r.server.counters(r.fork.forkId).unicastPages > 0);
+});
+
+Deno.test("a client without multicast gets its pages by unicast", async () => {
+  await using r = await rig(2, { multicast: false });
+  const results = await Promise.all(r.clients.map((c) => drive(r, c, 64)));
+  assert.ok(results.every((res) => res.bad === 0));
+  assert.equal(r.server.stats(r.fork.forkId).multicastBytes, 0);
+});
+
+Deno.test("a client reports failure when the server stops answering", async () => {
+  const cfg = config();
+  const served = fork(2);
+  const server = await startMcdistServer({ config: cfg });
+  const client = await openMcdistClient(accessOf(served, server.address), {
+    config: cfg,
+    failAfterMs: 200,
+  });
+  await server.close(); // the fork was never added: nothing will answer
+  client.request([0]);
+  const error = await client.failed;
+  assert.ok(error instanceof McdistError);
+  assert.match(error.message, /^Cannot fetch pages: server .* sent nothing for \d+ ms/);
+  await client.close();
+});
+
+Deno.test("probeMulticast() finds multicast on loopback and reports why not elsewhere", async () => {
+  const ok = await probeMulticast({ interface: "127.0.0.1", port: config().port });
+  assert.equal(ok.mode, "multicast", ok.reason);
+  const bad = await probeMulticast({ interface: "192.0.2.123", port: config().port });
+  assert.equal(bad.mode, "unicast");
+  assert.match(bad.reason ?? "", /Cannot join multicast group/);
+});
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function until(cond: () => boolean, ms = 2_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("Cannot wait: condition not met in time");
+    await delay(5);
+  }
+}
