@@ -3,6 +3,7 @@
  * for the demo, the benchmarks and tests. Each agent is a full agent (own data
  * plane, own control connection); only the process is shared.
  */
+import type { AllocatorName, AllocatorSettings } from "../allocator/mod.ts";
 import type { Logger } from "../log.ts";
 import type { AgentService } from "./agent_service.ts";
 import { startAgent } from "./agent_service.ts";
@@ -16,6 +17,11 @@ export interface EmbeddedOptions {
   logger: Logger;
   /** Master HTTP port; 0 picks a free one. */
   port?: number;
+  /** Default: builtin. */
+  allocator?: AllocatorName;
+  allocatorSettings?: AllocatorSettings;
+  /** Agent i's node name in the resource manager (`schedulerNodes[i - 1]`), when it has one. */
+  schedulerNodes?: string[];
 }
 
 export interface EmbeddedCluster {
@@ -28,7 +34,8 @@ export async function startEmbeddedCluster(o: EmbeddedOptions): Promise<Embedded
   const master = await startMaster({
     listen: { hostname: "127.0.0.1", port: o.port ?? 0 },
     dataDir: o.dataDir,
-    allocator: "builtin",
+    allocator: o.allocator ?? "builtin",
+    ...(o.allocatorSettings ? { allocatorSettings: o.allocatorSettings } : {}),
     logger: o.logger.child("master"),
   });
   const agents: AgentService[] = [];
@@ -41,6 +48,7 @@ export async function startEmbeddedCluster(o: EmbeddedOptions): Promise<Embedded
           name: `host${i}`,
           backend: "wasm",
           slots: o.slotsPerHost,
+          ...(o.schedulerNodes?.[i - 1] ? { schedulerNode: o.schedulerNodes[i - 1] } : {}),
           listen: { hostname: "127.0.0.1", port: 0 },
           logger: o.logger.child(`host${i}`),
         }),

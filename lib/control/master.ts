@@ -673,12 +673,36 @@ export class Master {
     return this.ticket(id);
   }
 
+  /**
+   * The allocator took a ticket's slots on some hosts back: an unused ticket
+   * loses those placements; clones already there are killed and count as
+   * failed for the parent's sf_join.
+   */
   #reclaim(r: Reclaim): void {
     this.#o.logger.warn("slots reclaimed", {
       ticket: r.ticket,
       hosts: r.hosts.join(","),
       reason: r.reason,
     });
+    const t = this.#o.store.ticket(r.ticket);
+    if (!t) return;
+    const lost = new Set(r.hosts);
+    if (t.state === "granted") {
+      const placements = t.placements.filter((p) => !lost.has(p.host));
+      this.#o.store.updateTicket(r.ticket, { placements, granted: grantedSlots(placements) });
+    }
+    const reason = `slots reclaimed: ${r.reason}`;
+    for (const host of lost) {
+      for (const m of this.#o.store.liveMembersOn(host)) {
+        const c = this.#o.store.cluster(m.cluster);
+        const member = c?.members.find((x) => x.clone === m.clone);
+        if (c?.ticket !== r.ticket || !member) continue;
+        this.#callAgent(host, { method: "vm.kill", params: { vm: member.vm } }).catch(() => {});
+        this.#o.store.setVmState(member.vm, "failed", { reason });
+        this.#memberChanged(c.id, m.clone, "failed", { reason });
+      }
+    }
+    this.#changed();
   }
 
   // ---- views ----

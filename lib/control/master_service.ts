@@ -1,6 +1,6 @@
 /** Starts a master: data dir, state database, token, allocator, HTTP listener. */
 import { join } from "node:path";
-import { type AllocatorName, createAllocator } from "../allocator/mod.ts";
+import { type AllocatorName, type AllocatorSettings, createAllocator } from "../allocator/mod.ts";
 import type { Logger } from "../log.ts";
 import type { HostPort } from "./address.ts";
 import { Master } from "./master.ts";
@@ -12,6 +12,8 @@ export interface MasterServiceOptions {
   listen: HostPort;
   dataDir: string;
   allocator: AllocatorName;
+  /** Settings of the chosen allocator (Slurm URL and token, EGO library, ...). */
+  allocatorSettings?: AllocatorSettings;
   token?: string;
   heartbeatMs?: number;
   heartbeatTimeoutMs?: number;
@@ -34,7 +36,11 @@ export async function startMaster(o: MasterServiceOptions): Promise<MasterServic
   const store = Store.open(join(o.dataDir, "state.db"));
   const moduleDir = join(o.dataDir, "modules");
   await Deno.mkdir(moduleDir, { recursive: true });
-  const allocator = createAllocator(o.allocator);
+  const allocator = createAllocator(
+    o.allocator,
+    o.allocatorSettings ?? {},
+    o.logger.child(`allocator-${o.allocator}`),
+  );
   const master = new Master({
     store,
     moduleDir,

@@ -3,8 +3,9 @@
  * Fork semantics: ids, inherited heap/stack/globals, the parent continuing,
  * clones' writes staying in the clones, and every sf_* misuse answered with
  * a negative code. Prints "check <name> ok|FAIL ..." lines and "done <n>".
- *   semantics <clones> [mode]   mode: basic (default) | sleep | trap | nested | kill
- * sleep: clones sleep 3 s before exiting; kill: clones sleep, the parent sf_kills them.
+ *   semantics <clones> [mode] [seconds]   mode: basic (default) | sleep | trap | nested | kill
+ * sleep: clones sleep `seconds` (default 3) before exiting, long enough for a
+ * test to act on running clones; kill: clones sleep, the parent sf_kills them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 2;
 	const char *mode = argc > 2 ? argv[2] : "basic";
+	int seconds = argc > 3 ? atoi(argv[3]) : 3;
 	int stack_value = 1234;
 	int *heap = malloc(1 << 20);
 	for (int i = 0; i < (1 << 18); i++)
@@ -54,7 +56,7 @@ int main(int argc, char **argv)
 		heap[0] = -id; /* must not reach the parent */
 		counter = 1000 + id;
 		if (strcmp(mode, "sleep") == 0)
-			sleep(3);
+			sleep(seconds);
 		if (strcmp(mode, "kill") == 0)
 			sleep(3600);
 		if (strcmp(mode, "trap") == 0 && id == 1)

@@ -417,6 +417,10 @@ async function deleteNetns(netns: string): Promise<void> {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
     }
+    // SIGKILL is delivered at once but the exit may lag on a loaded machine.
+    for (let waited = 0; pids.some(processAlive) && waited < 5_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     await ip(["netns", "del", netns]);
   } catch (error) {
     if ((await listNetns()).includes(netns)) throw error;
