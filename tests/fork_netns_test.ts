@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { runJob } from "../lib/cli/run_job.ts";
 import { MasterClient } from "../lib/control/client.ts";
+import { benchGuest } from "../lib/bench/cluster_run.ts";
 import { testGuest } from "./guests.ts";
 import { createHosts, type HostNet, netnsAvailable } from "./harness/netns.ts";
 import type { HarnessProcess } from "./harness/process.ts";
@@ -77,6 +78,16 @@ Deno.test({
       [...new Set(s.clusters[0].members.map((m) => m.host))].sort(),
       ["node1", "node2", "node3"],
     );
+    // Pages reach clones on other hosts by mcdist's multicast, those on the parent's by unicast.
+    assert.ok(
+      s.hosts.every((h) => h.memoryTransport?.mode === "multicast"),
+      JSON.stringify(s.hosts),
+    );
+    for (const m of s.clusters[0].members) {
+      const multicast = m.memory?.multicastBytes ?? 0;
+      if (m.host === "node1") assert.equal(multicast, 0, `clone ${m.clone} on the parent's host`);
+      else assert.ok(multicast > 0, `clone ${m.clone} on ${m.host}: ${JSON.stringify(m.memory)}`);
+    }
 
     lines.clear();
     const slow = runJob({

@@ -4,7 +4,14 @@ import type { HostPort } from "../control/address.ts";
 import { startAgent } from "../control/agent_service.ts";
 import { BackendKind } from "../control/messages.ts";
 import { createLogger } from "../log.ts";
-import { parseAddress, parseCount, parseName, untilSignal, UsageError } from "./options.ts";
+import {
+  parseAddress,
+  parseCount,
+  parseIPv4,
+  parseName,
+  untilSignal,
+  UsageError,
+} from "./options.ts";
 
 interface AgentFlags {
   join?: string;
@@ -16,6 +23,11 @@ interface AgentFlags {
   schedulerNode?: string;
   name: string;
   memory: "lazy" | "eager";
+  mcdist: boolean;
+  mcastGroup?: string;
+  mcastPort?: number;
+  mcastInterface?: string;
+  mcastTtl?: number;
   verbose?: boolean;
 }
 
@@ -45,6 +57,15 @@ export function agentCommand(): Command {
       new Option("--memory <mode>", "clone memory: on demand (lazy) or all before running (eager)")
         .choices(["lazy", "eager"]).default("lazy"),
     )
+    .option("--no-mcdist", "send pages to clones on other hosts by unicast only")
+    .option(
+      "--mcast-group <addr>",
+      "first multicast group of forks (default 239.255.77.0)",
+      parseIPv4,
+    )
+    .option("--mcast-port <port>", "UDP port of the groups (default 7077)", parseCount(1, 65535))
+    .option("--mcast-interface <addr>", "interface address for multicast (default: --advertise)")
+    .option("--mcast-ttl <n>", "multicast TTL (default 1: this link)", parseCount(0, 255))
     .option("-v, --verbose", "log every event")
     .action(async (f: AgentFlags) => {
       if (!f.join) throw new UsageError("missing --join <addr> (or SNOWFLOCK_MASTER)");
@@ -60,6 +81,12 @@ export function agentCommand(): Command {
         ...(f.advertise ? { advertise: f.advertise } : {}),
         ...(f.schedulerNode ? { schedulerNode: f.schedulerNode } : {}),
         memory: f.memory,
+        mcdist: f.mcdist && {
+          ...(f.mcastGroup ? { group: f.mcastGroup } : {}),
+          ...(f.mcastPort ? { port: f.mcastPort } : {}),
+          ...(f.mcastInterface ? { interface: f.mcastInterface } : {}),
+          ...(f.mcastTtl !== undefined ? { ttl: f.mcastTtl } : {}),
+        },
         logger,
       });
       console.log(`agent ${f.name} data plane on ${svc.dataAddress}, joining ${f.join}`);

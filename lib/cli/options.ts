@@ -22,6 +22,14 @@ export function parseCount(min: number, max: number): (text: string) => number {
   };
 }
 
+export function parseIPv4(text: string): string {
+  const parts = text.split(".");
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new InvalidArgumentError("expected an IPv4 address such as 239.255.77.0");
+  }
+  return text;
+}
+
 export function parseName(text: string): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(text)) {
     throw new InvalidArgumentError("expected 1-64 letters, digits, '_', '.', '-'");

@@ -27,13 +27,14 @@ export function formatStatus(s: StatusView): string {
   const lines = [`master ${s.version}, allocator ${s.allocator}, up since ${s.startedAt}`];
   lines.push("", `HOSTS (${s.hosts.length})`);
   lines.push(...table(
-    ["NAME", "STATE", "BACKENDS", "SLOTS FREE/TOTAL", "DATA", "NOTE"],
+    ["NAME", "STATE", "BACKENDS", "SLOTS FREE/TOTAL", "DATA", "PAGES TO OTHER HOSTS", "NOTE"],
     s.hosts.map((h) => [
       h.name,
       h.state,
       h.backends.filter((b) => b.available).map((b) => b.kind).join(",") || "-",
       `${Math.max(0, h.slots - h.slotsInUse)}/${h.slots}`,
       h.dataAddress,
+      transportOf(h),
       h.reason ?? "",
     ]),
   ));
@@ -78,6 +79,13 @@ function formatCloneMemory(m: CloneMemoryStats): string {
     `untouched ${a.untouched} hinted ${a.hinted} free ${a.free}; ${m.faults} faults, ` +
     `p50 ${m.faultP50Us.toFixed(0)} µs p99 ${m.faultP99Us.toFixed(0)} µs, ` +
     `stalled ${m.stalledMs.toFixed(1)} ms, ${m.bytesReceived} B in`;
+}
+
+function transportOf(h: StatusView["hosts"][number]): string {
+  const t = h.memoryTransport;
+  if (!t || t.mode === "off") return "unicast (tcp)";
+  if (t.mode === "multicast") return `mcdist ${t.group}:${t.port} on ${t.interface}`;
+  return `mcdist unicast fallback${t.reason ? ` (${t.reason})` : ""}`;
 }
 
 function table(head: string[], rows: string[][]): string[] {

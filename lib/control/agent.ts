@@ -11,6 +11,7 @@ import {
   type Inventory,
   type MasterCall,
   MasterMessage,
+  type MemoryTransportInfo,
   type VmEvent,
   type Welcome,
 } from "./messages.ts";
@@ -27,6 +28,8 @@ export interface AgentOptions {
   backends: BackendInfo[];
   /** host:port where this agent's data plane listens (advertised to other agents). */
   dataAddress: string;
+  /** How this host distributes pages to clones on other hosts. */
+  memoryTransport?: MemoryTransportInfo;
   logger: Logger;
   /** Answers calls the master makes on this agent. */
   onRequest?: (call: MasterCall) => Promise<unknown>;
@@ -85,6 +88,7 @@ export class Agent {
       backends: this.#o.backends,
       dataAddress: this.#o.dataAddress,
       version: VERSION,
+      ...(this.#o.memoryTransport ? { memoryTransport: this.#o.memoryTransport } : {}),
     };
   }
 

@@ -1,7 +1,15 @@
 /** Starts an agent: probes backends, opens the data plane, joins the master. */
 import { probeAll } from "../backend/backend.ts";
 import { holdWorkerPool } from "../backend/wasm/mod.ts";
-import type { BackendKind } from "./messages.ts";
+import {
+  type McdistConfig,
+  type McdistServer,
+  type McdistStatus,
+  probeMulticast,
+  resolveConfig,
+  startMcdistServer,
+} from "../mcdist/mod.ts";
+import type { BackendKind, MemoryTransportInfo } from "./messages.ts";
 import type { Logger } from "../log.ts";
 import { type HostPort, localAddressFacing, parseHostPort } from "./address.ts";
 import { Agent, AgentError } from "./agent.ts";
@@ -26,6 +34,11 @@ export interface AgentServiceOptions {
   cacheDir?: string;
   /** How clones get their memory: on demand (default) or all before they run. */
   memory?: MemoryMode;
+  /**
+   * mcdist for clones on other hosts (default on; the interface defaults to the advertised
+   * address); false: every clone fetches by unicast.
+   */
+  mcdist?: false | Partial<McdistConfig>;
   logger: Logger;
 }
 
@@ -48,6 +61,9 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     (o.listen.hostname === "0.0.0.0" ? await localAddressFacing(master) : o.listen.hostname);
   const dataAddress = `${advertised}:${data.port}`;
   const workDir = o.workDir ?? await Deno.makeTempDir({ prefix: `snowflock-${o.name}-` });
+  const multicast = o.mcdist === false
+    ? undefined
+    : await startMulticast({ interface: advertised, ...o.mcdist }, o.logger);
   const agent = new Agent({
     master: `${master.hostname}:${master.port}`,
     token: o.token,
@@ -56,6 +72,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     ...(o.schedulerNode ? { schedulerNode: o.schedulerNode } : {}),
     backends,
     dataAddress,
+    memoryTransport: multicast?.info ?? { mode: "off" },
     logger: o.logger,
     // Calls arrive on later event-loop turns, after `vms` below is set.
     onRequest: (call) => vms.handle(call),
@@ -71,6 +88,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     workDir,
     cacheDir: o.cacheDir ?? defaultCacheDir(),
     ...(o.memory ? { memory: o.memory } : {}),
+    ...(multicast ? { multicast } : {}),
     logger: o.logger,
   });
   return {
@@ -78,13 +96,44 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     data,
     dataAddress,
     close: async () => {
-      vms.close();
+      await vms.close();
       releasePool();
       agent.close();
       await data.shutdown();
       if (!o.workDir) await Deno.remove(workDir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/**
+ * Probes multicast on the configured interface and starts this host's mcdist
+ * server: replies to groups where multicast works, unicast mcdist where not.
+ */
+async function startMulticast(
+  partial: Partial<McdistConfig>,
+  logger: Logger,
+): Promise<
+  { server: McdistServer; status: McdistStatus; config: McdistConfig; info: MemoryTransportInfo }
+> {
+  const config = resolveConfig(partial);
+  const status = await probeMulticast(config);
+  if (status.mode !== "multicast") {
+    logger.warn(`multicast unavailable: ${status.reason}; mcdist answers clones by unicast`);
+  }
+  const server = await startMcdistServer({
+    config,
+    mode: status.mode,
+    listen: `${config.interface}:0`,
+  });
+  const info: MemoryTransportInfo = {
+    mode: status.mode,
+    group: config.group,
+    port: config.port,
+    interface: config.interface,
+    ttl: config.ttl,
+    ...(status.reason ? { reason: status.reason } : {}),
+  };
+  return { server, status, config, info };
 }
 
 /** $XDG_CACHE_HOME/snowflock, else ~/.cache/snowflock. */

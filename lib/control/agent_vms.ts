@@ -47,13 +47,21 @@ import {
 import { Memtap } from "../memory/memtap.ts";
 import { MemoryServer } from "../memory/server.ts";
 import { Snapshot } from "../memory/snapshot.ts";
-import type { ForkAccess, PageReader } from "../memory/transport.ts";
+import type {
+  ForkAccess,
+  PageClient,
+  PageReader,
+  PageServer,
+  TransportStats,
+} from "../memory/transport.ts";
+import { type McdistConfig, type McdistStatus, openMcdistClient } from "../mcdist/mod.ts";
 import { UnicastPageClient } from "../memory/unicast/client.ts";
 import { UnicastPageServer } from "../memory/unicast/server.ts";
 import type { Agent } from "./agent.ts";
 import type { DataServer } from "./agent_http.ts";
 import {
   type CloneMemoryStats,
+  type CloneStartParams,
   type ClusterView,
   type ForkMemoryStats,
   type ForkPlan,
@@ -82,6 +90,8 @@ export interface AgentVmsOptions {
   avoid?: Set<Heuristic>;
   /** How often running clones and served forks report memory figures. Default 500 ms. */
   statsIntervalMs?: number;
+  /** mcdist, for clones on other hosts; absent: unicast (TCP) for every clone. */
+  multicast?: { server: PageServer; status: McdistStatus; config: McdistConfig };
 }
 
 export type MemoryMode = "lazy" | "eager";
@@ -126,7 +136,7 @@ interface ServedFork {
 
 /** A fork whose clones run here: one page client shared by them. */
 interface ClientFork {
-  pages: ForkPages;
+  pages: Promise<ForkPages>;
   users: number;
 }
 
@@ -154,6 +164,7 @@ export class AgentVms {
     const host = o.dataAddress.slice(0, o.dataAddress.lastIndexOf(":"));
     this.#memoryServer = new MemoryServer(
       UnicastPageServer.listen({ hostname: "0.0.0.0", advertise: host }),
+      o.multicast?.server,
     );
     this.#avoid = o.avoid ?? heuristicsFromEnv();
     this.#statsEvery = o.statsIntervalMs ?? 500;
@@ -180,12 +191,7 @@ export class AgentVms {
       case "vm.start":
         return this.#start(call.params.vm, call.params.module, call.params.args, call.params.env);
       case "clone.start":
-        return this.#startClones(
-          call.params.cluster,
-          call.params.clones,
-          call.params.descriptor,
-          call.params.resume,
-        );
+        return this.#startClones(call.params);
       case "vm.kill":
         return Promise.resolve(this.#kill(call.params.vm));
       case "vm.out":
@@ -478,6 +484,9 @@ export class AgentVms {
           descriptor: toBase64(descriptor),
           pauseMs,
           resume: state.kind,
+          ...(this.#memoryServer.multicastAddress
+            ? { mcdist: this.#memoryServer.multicastAddress }
+            : {}),
         },
       });
     } catch (e) {
@@ -548,15 +557,12 @@ export class AgentVms {
     const shared = this.#clientForks.get(tap.fork);
     if (shared !== undefined && --shared.users === 0) {
       this.#clientForks.delete(tap.fork);
-      if (last) await shared.pages.client.close();
+      if (last) await tap.pages.client.close();
     }
   }
 
   async #startClones(
-    cluster: string,
-    clones: { clone: number; vm: string }[],
-    descriptorB64: string,
-    resume: "clone" | "checkpoint",
+    { cluster, clones, descriptor: descriptorB64, resume, mcdist, local }: CloneStartParams,
   ): Promise<{ started: number }> {
     const d = decodeDescriptor(fromBase64(descriptorB64));
     if (d.kind !== "wasm") throw new Error(`Cannot start clones: a ${d.kind} descriptor`);
@@ -571,7 +577,15 @@ export class AgentVms {
       pageSize: d.pageSize,
       pageCount: d.pageMap.length,
     };
-    const eager = this.#mode === "eager" ? this.#eagerPages(fork, access, d.pageMap) : undefined;
+    // Clones on other hosts take mcdist when the parent offers it: a page sent for one of
+    // them reaches all. Clones on the parent's host stay on local unicast.
+    const openClient = (): Promise<PageClient> =>
+      mcdist && !local ? this.#mcdistClient({ ...access, server: mcdist }) : Promise.resolve(
+        new UnicastPageClient(access),
+      );
+    const eager = this.#mode === "eager"
+      ? this.#eagerPages(fork, access, d.pageMap, openClient)
+      : undefined;
     await Promise.all(clones.map(async ({ clone, vm: id }) => {
       const vm = await this.#newVm(id, sourceHash, true);
       vm.forkKey = toHex(d.forkKey);
@@ -582,7 +596,7 @@ export class AgentVms {
           new Uint8Array(mem.buffer).set(await eager);
           stats = this.#eagerStats(d.pageMap, access);
         } else {
-          stats = await this.#openMemtap(vm, fork, access, d.pageMap, mem);
+          stats = await this.#openMemtap(vm, fork, d.pageMap, mem, openClient);
         }
         vm.vm = await WasmVm.resume({
           module,
@@ -610,12 +624,25 @@ export class AgentVms {
     return { started: clones.length };
   }
 
+  /** An mcdist client of this host's configuration; unicast replies where multicast fails. */
+  #mcdistClient(access: ForkAccess): Promise<PageClient> {
+    const m = this.#o.multicast;
+    return openMcdistClient(access, {
+      ...(m ? { config: m.config, multicast: m.status.mode === "multicast" } : {}),
+    });
+  }
+
   /** The whole fork fetched once per host, for every eager clone of it here. */
-  #eagerPages(fork: string, access: ForkAccess, pageMap: Uint8Array): Promise<Uint8Array> {
+  #eagerPages(
+    fork: string,
+    access: ForkAccess,
+    pageMap: Uint8Array,
+    openClient: () => Promise<PageClient>,
+  ): Promise<Uint8Array> {
     let pages = this.#eager.get(fork);
     if (pages === undefined) {
       pages = (async () => {
-        const client = new UnicastPageClient(access);
+        const client = await openClient();
         try {
           const bytes = new Uint8Array(access.pageCount * access.pageSize);
           await fetchAllPages(client, pageMap, bytes, access.pageSize);
@@ -630,7 +657,7 @@ export class AgentVms {
     return pages;
   }
 
-  #eagerTransport = new Map<string, ReturnType<UnicastPageClient["stats"]>>();
+  #eagerTransport = new Map<string, TransportStats>();
 
   #eagerStats(pageMap: Uint8Array, access: ForkAccess): () => CloneMemoryStats {
     const marks = countMarks(pageMap);
@@ -661,19 +688,22 @@ export class AgentVms {
   async #openMemtap(
     vm: Vm,
     fork: string,
-    access: ForkAccess,
     pageMap: Uint8Array,
     memory: WebAssembly.Memory,
+    openClient: () => Promise<PageClient>,
   ): Promise<() => CloneMemoryStats> {
     let shared = this.#clientForks.get(fork);
     if (shared === undefined) {
-      shared = { pages: new ForkPages(new UnicastPageClient(access)), users: 0 };
+      // Registered before the await so the host's other clones of the fork share it.
+      const pending = openClient().then((client) => new ForkPages(client));
+      shared = { pages: pending, users: 0 };
       this.#clientForks.set(fork, shared);
     }
     shared.users++;
-    const pages = shared.pages;
+    let pages: ForkPages | undefined;
     let memtap: Memtap;
     try {
+      pages = await shared.pages;
       memtap = await Memtap.open({
         memory,
         pageMap,
@@ -684,7 +714,7 @@ export class AgentVms {
     } catch (e) {
       if (--shared.users === 0) {
         this.#clientForks.delete(fork);
-        await pages.client.close();
+        await pages?.client.close();
       }
       throw e;
     }

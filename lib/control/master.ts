@@ -178,6 +178,7 @@ export class Master {
     this.#o.store.upsertHost({
       name,
       ...(inventory.schedulerNode ? { schedulerNode: inventory.schedulerNode } : {}),
+      ...(inventory.memoryTransport ? { memoryTransport: inventory.memoryTransport } : {}),
       state: "up",
       backends: inventory.backends,
       cores: inventory.cores,
@@ -428,7 +429,13 @@ export class Master {
 
   async #forkDispatch(
     host: string,
-    p: { cluster: string; descriptor: string; pauseMs: number; resume: "clone" | "checkpoint" },
+    p: {
+      cluster: string;
+      descriptor: string;
+      pauseMs: number;
+      resume: "clone" | "checkpoint";
+      mcdist?: string;
+    },
   ): Promise<{ started: number }> {
     const c = this.cluster(p.cluster);
     if (c.parentHost !== host) {
@@ -451,6 +458,8 @@ export class Master {
             clones: members.map((m) => ({ clone: m.clone, vm: m.vm })),
             descriptor: p.descriptor,
             resume: p.resume,
+            ...(p.mcdist ? { mcdist: p.mcdist } : {}),
+            local: h === c.parentHost,
           },
         }, 120_000);
         started += members.length;

@@ -27,6 +27,18 @@ export const BackendInfo = z.object({
 }).strict();
 export type BackendInfo = z.infer<typeof BackendInfo>;
 
+/** How an agent distributes pages to clones on other hosts, as its start-up probe found. */
+export const MemoryTransportInfo = z.object({
+  /** "multicast": mcdist replies to groups; "unicast": mcdist answers each clone; "off": TCP only. */
+  mode: z.enum(["multicast", "unicast", "off"]),
+  group: z.string().max(64).optional(),
+  port: z.number().int().nonnegative().max(65535).optional(),
+  interface: z.string().max(64).optional(),
+  ttl: z.number().int().nonnegative().max(255).optional(),
+  reason: z.string().max(500).optional(),
+}).strict();
+export type MemoryTransportInfo = z.infer<typeof MemoryTransportInfo>;
+
 export const Inventory = z.object({
   /** The name of this host in the cluster's resource manager (a Slurm node), if it differs. */
   schedulerNode: z.string().min(1).max(64).optional(),
@@ -36,6 +48,7 @@ export const Inventory = z.object({
   backends: z.array(BackendInfo).min(1).max(8),
   dataAddress: address,
   version: z.string().max(40),
+  memoryTransport: MemoryTransportInfo.optional(),
 }).strict();
 export type Inventory = z.infer<typeof Inventory>;
 
@@ -73,6 +86,8 @@ export const ForkDispatchParams = z.object({
   descriptor: base64,
   pauseMs: z.number().nonnegative(),
   resume: ResumeKind,
+  /** The parent host's mcdist server, for clones on other hosts; absent: unicast only. */
+  mcdist: address.optional(),
 }).strict();
 export const ClusterIdParams = z.object({ cluster: clusterId }).strict();
 
@@ -178,12 +193,17 @@ export const MasterCall = z.discriminatedUnion("method", [
         .min(1),
       descriptor: base64,
       resume: ResumeKind,
+      /** The parent's mcdist server; used when the clones run on another host than the parent. */
+      mcdist: address.optional(),
+      /** The clones run on the parent's host (pages then come by local unicast). */
+      local: z.boolean(),
     }).strict(),
   }).strict(),
   z.object({ method: z.literal("vm.kill"), params: z.object({ vm: vmId }).strict() }).strict(),
   z.object({ method: z.literal("vm.out"), params: z.object({ vm: vmId }).strict() }).strict(),
 ]);
 export type MasterCall = z.infer<typeof MasterCall>;
+export type CloneStartParams = Extract<MasterCall, { method: "clone.start" }>["params"];
 
 /** Files of a VM's /out, as vm.out and GET /v1/vms/{vm}/out return them. */
 export const OutFiles = z.object({
@@ -259,6 +279,7 @@ export const HostView = z.object({
   slots: count,
   slotsInUse: count,
   dataAddress: z.string(),
+  memoryTransport: MemoryTransportInfo.optional(),
   lastSeen: z.string(),
   reason: z.string().optional(),
 }).strict();

@@ -15,6 +15,7 @@ import type {
   HostView,
   MemberState,
   MemberView,
+  MemoryTransportInfo,
   Placement,
   TicketState,
   TicketView,
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS hosts (
   data_address TEXT NOT NULL,
   last_seen TEXT NOT NULL,
   reason TEXT,
-  scheduler_node TEXT
+  scheduler_node TEXT,
+  memory_transport TEXT
 );
 CREATE TABLE IF NOT EXISTS tickets (
   id TEXT PRIMARY KEY,
@@ -94,6 +96,7 @@ export class StoreError extends Error {
 
 export interface HostRecord {
   name: string;
+  memoryTransport?: MemoryTransportInfo;
   schedulerNode?: string;
   state: HostState;
   backends: BackendInfo[];
@@ -184,12 +187,12 @@ export class Store {
 
   upsertHost(h: HostRecord): void {
     this.#db.prepare(
-      `INSERT INTO hosts (name, state, backends, cores, memory_bytes, slots, data_address, last_seen, reason, scheduler_node)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO hosts (name, state, backends, cores, memory_bytes, slots, data_address, last_seen, reason, scheduler_node, memory_transport)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(name) DO UPDATE SET state = excluded.state, backends = excluded.backends,
          cores = excluded.cores, memory_bytes = excluded.memory_bytes, slots = excluded.slots,
          data_address = excluded.data_address, last_seen = excluded.last_seen, reason = excluded.reason,
-         scheduler_node = excluded.scheduler_node`,
+         scheduler_node = excluded.scheduler_node, memory_transport = excluded.memory_transport`,
     ).run(
       h.name,
       h.state,
@@ -201,6 +204,7 @@ export class Store {
       h.lastSeen,
       h.reason ?? null,
       h.schedulerNode ?? null,
+      h.memoryTransport ? JSON.stringify(h.memoryTransport) : null,
     );
   }
 
@@ -448,6 +452,9 @@ function hostRecord(r: Row): HostRecord {
   return {
     name: String(r.name),
     ...(r.scheduler_node !== null ? { schedulerNode: String(r.scheduler_node) } : {}),
+    ...(r.memory_transport !== null
+      ? { memoryTransport: JSON.parse(String(r.memory_transport)) }
+      : {}),
     state: r.state as HostState,
     backends: JSON.parse(String(r.backends)),
     cores: Number(r.cores),

@@ -1,13 +1,20 @@
 /**
  * The memory server of one agent: the forks whose clone-time pages this host serves, behind
- * any {@link PageServer} transport (unicast here, mcdist later). It owns each fork's page
+ * its {@link PageServer} transports: unicast (TCP, for clones on this host and as the fallback)
+ * and, where enabled, mcdist (multicast, for clones on other hosts). It owns each fork's page
  * reader and releases it (the parent's copy-on-write snapshot) when the fork is removed.
  *
  * @module
  */
 
 import { countMarks } from "../descriptor/page_map.ts";
-import type { PageReader, PageServer, ServedFork, TransportStats } from "./transport.ts";
+import {
+  emptyStats,
+  type PageReader,
+  type PageServer,
+  type ServedFork,
+  type TransportStats,
+} from "./transport.ts";
 import { toHex } from "../backend/wasm/fork_descriptor.ts";
 
 /** A fork to serve, and how to free what backs it. */
@@ -34,16 +41,27 @@ interface Entry {
 
 /** The forks served by this host. */
 export class MemoryServer {
-  #transport: PageServer;
+  #unicast: PageServer;
+  #multicast: PageServer | undefined;
   #forks = new Map<string, Entry>();
 
-  constructor(transport: PageServer) {
-    this.#transport = transport;
+  constructor(unicast: PageServer, multicast?: PageServer) {
+    this.#unicast = unicast;
+    this.#multicast = multicast;
   }
 
-  /** Where clones reach this server ("host:port"). */
+  #transports(): PageServer[] {
+    return this.#multicast ? [this.#unicast, this.#multicast] : [this.#unicast];
+  }
+
+  /** Where clones reach the unicast server ("host:port"); goes in the descriptor. */
   get address(): string {
-    return this.#transport.address;
+    return this.#unicast.address;
+  }
+
+  /** Where clones on other hosts reach the multicast server, when there is one. */
+  get multicastAddress(): string | undefined {
+    return this.#multicast?.address;
   }
 
   /** Start serving a fork. */
@@ -60,7 +78,7 @@ export class MemoryServer {
       served,
       present: countMarks(fork.pageMap).present,
     });
-    this.#transport.addFork({ ...fork, reader });
+    for (const t of this.#transports()) t.addFork({ ...fork, reader });
   }
 
   /** Stop serving a fork (its last clone is gone) and release its pages. Idempotent. */
@@ -69,7 +87,7 @@ export class MemoryServer {
     const entry = this.#forks.get(id);
     if (entry === undefined) return;
     this.#forks.delete(id);
-    this.#transport.removeFork(forkId);
+    for (const t of this.#transports()) t.removeFork(forkId);
     await entry.fork.release();
   }
 
@@ -81,13 +99,19 @@ export class MemoryServer {
       pages: entry.fork.pageCount,
       pagesPresent: entry.present,
       pagesServed: entry.served.pages,
-      transport: this.#transport.stats(forkId),
+      transport: this.#transports().map((t) => t.stats(forkId)).reduce(addStats, emptyStats()),
     };
   }
 
   /** Remove every fork and close the transport. */
   async close(): Promise<void> {
     await Promise.all([...this.#forks.values()].map((e) => this.remove(e.fork.forkId)));
-    await this.#transport.close();
+    await Promise.all(this.#transports().map((t) => t.close()));
   }
+}
+
+function addStats(a: TransportStats, b: TransportStats): TransportStats {
+  const sum = { ...a };
+  for (const k of Object.keys(sum) as (keyof TransportStats)[]) sum[k] += b[k];
+  return sum;
 }
