@@ -21,7 +21,8 @@ fi
 
 packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32)
 if [[ $profile == test ]]; then
-  packages+=(iproute2 nftables)
+  # chromium: the monitor's browser tests (Debian's build; never a browser download)
+  packages+=(iproute2 nftables chromium)
 fi
 missing=()
 for p in "${packages[@]}"; do

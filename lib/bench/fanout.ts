@@ -1,40 +1,29 @@
 /**
- * `bench fanout`: what N clones cost the memory server over mcdist. A memory server on one
- * namespace host serves a fork; N = 1, 2, 4, 8, 16 clones spread over 4 other namespace hosts
- * fetch the same working set. Reported per N: the server's bytes and packets and the time until
- * every clone finished; multicast should make 16 clones cost about what one does.
- *
- *   deno run -A lib/bench/fanout.ts [--loss PERCENT] [--pages N] [--json]
- *
- * @module
+ * `bench fanout`: what N clones cost the memory server. A parent on one
+ * namespace host forks N = 1, 2, 4, 8, 16 clones spread over 4 other namespace
+ * hosts; every clone reads the same working set, on demand, through mcdist.
+ * Reported per N: the bytes and packets the parent's memory server sent and
+ * the time from sf_clone until every clone finished (the join). Multicast
+ * should make 16 clones cost about what one does; optional datagram loss is
+ * injected in the hosts' kernels (nftables).
  */
-
-import { createHosts, type HostNet } from "../../tests/harness/netns.ts";
-import type { HarnessProcess } from "../../tests/harness/process.ts";
-import { DEFAULT_PORT } from "../mcdist/config.ts";
-import type { DriveResult } from "./fanout_clones.ts";
-import { type HostSpec, type ServerSpec, toHex } from "./fanout_spec.ts";
+import { createHosts } from "../../tests/harness/netns.ts";
+import { runJob } from "../cli/run_job.ts";
+import { benchGuest } from "./cluster_run.ts";
+import { startNetnsCluster } from "./netns_cluster.ts";
+import { round2 } from "./stats.ts";
 
 export interface FanoutOptions {
-  /** Datagram loss in percent, injected by nftables on every host. */
+  /** Datagram loss in percent, injected on every clone host. */
   loss?: number;
   /** Clone counts to measure. */
   sizes?: number[];
-  /** Clone hosts (namespaces); the memory server gets one more. */
+  /** Clone hosts (namespaces); the parent gets one more. */
   hosts?: number;
-  /** Working-set size in pages (every 16th page is a zero page and is not fetched). */
-  pages?: number;
-  pageSize?: number;
-  /** Faults in flight per clone. */
-  outstanding?: number;
-  /**
-   * One process and PageClient per clone instead of one per host shared by the host's clones (as
-   * memtap shares it): more receivers of every multicast datagram.
-   */
-  clientPerClone?: boolean;
-  /** Give up on one N after this long. */
-  timeoutMs?: number;
-  /** Progress lines. */
+  /** The parent's buffer, in MiB. */
+  memoryMib?: number;
+  /** Pages of it every clone reads. */
+  workingSetPages?: number;
   log?: (line: string) => void;
 }
 
@@ -44,137 +33,71 @@ export interface FanoutResult {
   server_packets: number;
   finish_ms: number;
   multicast_bytes: number;
-  /** Pages the server sent more than once. */
   retransmissions: number;
-  /** Requests the clients sent again after a timeout. */
-  reasks: number;
-  lockstep_ignored: number;
 }
 
 export interface FanoutReport {
-  pages: number;
-  page_size: number;
   hosts: number;
+  memory_mib: number;
+  working_set_pages: number;
   loss_percent: number;
   results: FanoutResult[];
   bytes_ratio_16_1: number;
   time_ratio_16_1: number;
-  /** Server retransmissions over all N; only with loss. */
-  retransmissions?: number;
+  retransmissions: number;
 }
 
-const HERE = new URL(".", import.meta.url).pathname;
-const SERVER_SCRIPT = `${HERE}fanout_server.ts`;
-const HOST_SCRIPT = `${HERE}fanout_host.ts`;
-
-export async function benchFanout(opts: FanoutOptions = {}): Promise<FanoutReport> {
-  const sizes = opts.sizes ?? [1, 2, 4, 8, 16];
-  const hostCount = opts.hosts ?? 4;
-  const loss = opts.loss ?? 0;
-  const log = opts.log ?? (() => {});
-  await using net = await createHosts(hostCount + 1);
-  if (loss > 0) { for (const host of net.hosts) await net.addLoss(host, { percent: loss }); }
+export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> {
+  const sizes = o.sizes ?? [1, 2, 4, 8, 16];
+  const hosts = o.hosts ?? 4;
+  const mib = o.memoryMib ?? 64;
+  const pages = o.workingSetPages ?? 4096;
+  const loss = o.loss ?? 0;
+  const log = o.log ?? (() => {});
+  const wasm = await benchGuest("working_set");
+  await using net = await createHosts(hosts + 1);
+  const { client } = await startNetnsCluster(net, {
+    cloneSlots: Math.ceil(Math.max(...sizes) / hosts),
+  });
+  for (const host of net.hosts.slice(1)) {
+    if (loss > 0) await net.addLoss(host, { percent: loss });
+  }
   const results: FanoutResult[] = [];
   for (const clones of sizes) {
-    const result = await runOne(net, clones, hostCount, opts);
-    log(`fanout: ${clones} clones: ${JSON.stringify(result)}`);
+    const run = await runJob({
+      client,
+      wasmPath: wasm,
+      args: [String(clones), String(mib), String(pages)],
+      host: "node0",
+      onLine: () => {},
+    });
+    if (run.exitCode !== 0) {
+      throw new Error(`Cannot measure ${clones} clones: the guest exited ${run.exitCode}`);
+    }
+    const fork = (await client.status()).clusters.find((c) => c.parentVm === run.vm.id);
+    const m = fork?.memory;
+    const result: FanoutResult = {
+      clones,
+      server_bytes: m?.bytesSent ?? 0,
+      server_packets: m?.packetsSent ?? 0,
+      finish_ms: round2(fork?.timeline.joinedMs ?? 0),
+      multicast_bytes: m?.multicastBytes ?? 0,
+      retransmissions: m?.retransmits ?? 0,
+    };
+    log(`fanout: ${JSON.stringify(result)}`);
     results.push(result);
   }
   const one = results.find((r) => r.clones === 1);
   const sixteen = results.find((r) => r.clones === 16);
-  const ratio = (key: "server_bytes" | "finish_ms") =>
-    one && sixteen ? round(sixteen[key] / one[key], 3) : NaN;
-  const report: FanoutReport = {
-    pages: opts.pages ?? 1024,
-    page_size: opts.pageSize ?? 4096,
-    hosts: hostCount,
+  const ratio = (a?: number, b?: number) => (a && b ? round2(a / b) : 0);
+  return {
+    hosts,
+    memory_mib: mib,
+    working_set_pages: pages,
     loss_percent: loss,
     results,
-    bytes_ratio_16_1: ratio("server_bytes"),
-    time_ratio_16_1: ratio("finish_ms"),
+    bytes_ratio_16_1: ratio(sixteen?.server_bytes, one?.server_bytes),
+    time_ratio_16_1: ratio(sixteen?.finish_ms, one?.finish_ms),
+    retransmissions: results.reduce((n, r) => n + r.retransmissions, 0),
   };
-  if (loss > 0) report.retransmissions = results.reduce((sum, r) => sum + r.retransmissions, 0);
-  return report;
-}
-
-/** One N: a fresh server process and fork, the clones placed round robin over the hosts. */
-async function runOne(
-  net: HostNet,
-  clones: number,
-  hostCount: number,
-  opts: FanoutOptions,
-): Promise<FanoutResult> {
-  const pageSize = opts.pageSize ?? 4096;
-  const pages = opts.pages ?? 1024;
-  const timeoutMs = opts.timeoutMs ?? 120_000;
-  const [serverHost, ...cloneHosts] = net.hosts.slice(0, hostCount + 1);
-  const base = {
-    forkId: toHex(crypto.getRandomValues(new Uint8Array(16))),
-    key: toHex(crypto.getRandomValues(new Uint8Array(32))),
-    pageSize,
-    pageCount: pages,
-  };
-  const serverSpec: ServerSpec = {
-    ...base,
-    clones,
-    config: { interface: serverHost.address, port: DEFAULT_PORT },
-  };
-  const server = net.spawn(serverHost, deno(SERVER_SCRIPT, serverSpec));
-  const spawned: HarnessProcess[] = [server];
-  try {
-    const address = (await server.waitForLine(/^ready /, 30_000)).slice("ready ".length);
-    const perHost = cloneHosts.map((_, i) =>
-      Math.floor(clones / hostCount) + (i < clones % hostCount ? 1 : 0)
-    );
-    const hosts = cloneHosts.flatMap((host, i) => {
-      const processes = opts.clientPerClone ? perHost[i] : Math.min(1, perHost[i]);
-      return Array.from({ length: processes }, () => {
-        const spec: HostSpec = {
-          ...base,
-          server: address,
-          clones: opts.clientPerClone ? 1 : perHost[i],
-          workingSetPages: pages,
-          outstanding: opts.outstanding ?? 8,
-          config: { interface: host.address, port: DEFAULT_PORT },
-        };
-        const child = net.spawn(host, deno(HOST_SCRIPT, spec));
-        spawned.push(child);
-        return child;
-      });
-    });
-    await Promise.all(hosts.map((h) => h.waitForLine(/^ready$/, 30_000)));
-    const start = performance.now();
-    for (const h of hosts) h.kill("SIGUSR1");
-    const done = await Promise.all(hosts.map((h) => h.waitForLine(/^done /, timeoutMs)));
-    const finish = performance.now() - start;
-    const drives = done.map((line) =>
-      JSON.parse(line.slice("done ".length)) as DriveResult & {
-        stats: { retransmits: number };
-      }
-    );
-    const bad = drives.reduce((sum, d) => sum + d.bad, 0);
-    if (bad > 0) throw new Error(`Cannot trust the fan-out run: ${bad} pages arrived corrupted`);
-    server.kill("SIGUSR2");
-    const stats = JSON.parse((await server.waitForLine(/^stats /, 10_000)).slice(6));
-    return {
-      clones,
-      server_bytes: stats.bytesSent,
-      server_packets: stats.packetsSent,
-      finish_ms: Math.round(finish),
-      multicast_bytes: stats.multicastBytes,
-      retransmissions: stats.retransmits,
-      reasks: drives.reduce((sum, d) => sum + d.stats.retransmits, 0),
-      lockstep_ignored: stats.lockstepIgnored,
-    };
-  } finally {
-    await Promise.all(spawned.map((p) => p.stop()));
-  }
-}
-
-function deno(script: string, spec: unknown): string[] {
-  return [Deno.execPath(), "run", "-A", script, JSON.stringify(spec)];
-}
-
-function round(value: number, digits: number): number {
-  return Number(value.toFixed(digits));
 }

@@ -114,16 +114,18 @@ function fanoutBench(): Command {
     .description(
       "mcdist: server bytes, packets and finish time for 1..16 clones on 4 namespace hosts",
     )
-    .option("--loss <percent>", "datagram loss injected on every host", parseCount(0, 90), 0)
-    .option("--pages <n>", "working set in pages", parseCount(1, 1 << 20), 1024)
+    .option("--loss <percent>", "datagram loss injected on every clone host", parseCount(0, 90), 0)
+    .option("--memory-mib <n>", "the parent's buffer", parseCount(1, 4096), 64)
+    .option("--pages <n>", "working set every clone reads, in pages", parseCount(1, 1 << 20), 4096)
     .option("--json", "last line: one JSON object")
-    .action(async (f: { loss: number; pages: number; json?: boolean }) => {
+    .action(async (f: { loss: number; memoryMib: number; pages: number; json?: boolean }) => {
       report(
         f.json,
         await benchFanout({
           loss: f.loss,
-          pages: f.pages,
-          ...(f.json ? {} : { log: (line: string) => console.error(line) }),
+          memoryMib: f.memoryMib,
+          workingSetPages: f.pages,
+          log: progress,
         }),
       );
     });

@@ -1,9 +1,19 @@
 /**
  * The master's HTTP listener: the client API (JSON, token in the
- * `Authorization: Bearer` header) and the agents' WebSocket at /v1/agent.
+ * `Authorization: Bearer` header), the agents' WebSocket at /v1/agent, and the
+ * web monitor (its page at `/`, its live status at /v1/events, authorized by a
+ * session cookie from POST /v1/session because EventSource cannot send headers).
  * README.md documents every endpoint with a curl example.
  */
 import type { Logger } from "../log.ts";
+import { isMonitorAsset, monitorAsset } from "../monitor/assets.ts";
+import { statusEvents } from "../monitor/events.ts";
+import {
+  acceptsSession,
+  MonitorSessions,
+  readSessionCookie,
+  sessionCookie,
+} from "../monitor/sessions.ts";
 import { describeIssues, RunBody, TicketRequestBody } from "./messages.ts";
 import { type Master, MasterError } from "./master.ts";
 import { tokensEqual } from "./token.ts";
@@ -38,8 +48,41 @@ const MAX_MODULE_BYTES = 512 * 1024 * 1024;
 
 export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
   const m = o.master;
+  const sessions = new MonitorSessions();
+  // Aborted at shutdown: event streams never end by themselves and would hold it up.
+  const streams = new AbortController();
   const routes: [string, RegExp, Handler][] = [
     ["GET", /^\/v1\/status$/, () => m.status()],
+    [
+      "GET",
+      /^\/v1\/events$/,
+      () =>
+        new Response(statusEvents(m, { signal: streams.signal }), {
+          headers: { "content-type": "text/event-stream", "cache-control": "no-store" },
+        }),
+    ],
+    ["POST", /^\/v1\/session$/, (req) => {
+      const url = new URL(req.url);
+      const session = sessions.create();
+      return new Response(
+        JSON.stringify({ expiresAt: new Date(session.expiresAt).toISOString() }),
+        {
+          headers: {
+            "content-type": "application/json",
+            "cache-control": "no-store",
+            "set-cookie": sessionCookie(url, session),
+          },
+        },
+      );
+    }],
+    ["DELETE", /^\/v1\/session$/, (req) => {
+      const url = new URL(req.url);
+      sessions.delete(readSessionCookie(url, req.headers));
+      return new Response(null, {
+        status: 204,
+        headers: { "set-cookie": sessionCookie(url, undefined) },
+      });
+    }],
     ["GET", /^\/v1\/hosts$/, () => m.status().hosts],
     ["GET", /^\/v1\/tickets$/, () => m.status().tickets],
     ["POST", /^\/v1\/tickets$/, async (req) => {
@@ -99,6 +142,9 @@ export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
   const handle = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
     if (url.pathname === "/v1/health") return json(200, { ok: true });
+    if (req.method === "GET" && isMonitorAsset(url.pathname)) {
+      return await monitorAsset(url.pathname);
+    }
     if (url.pathname === "/v1/agent") {
       if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
         return error(400, "bad_request", "Cannot join: expected a WebSocket upgrade");
@@ -109,7 +155,9 @@ export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
     }
     const auth = req.headers.get("authorization") ?? "";
     const given = auth.startsWith("Bearer ") ? auth.slice(7).trim() : "";
-    if (!given || !tokensEqual(given, o.token)) {
+    const bySession = acceptsSession(req.method, url.pathname) &&
+      sessions.valid(readSessionCookie(url, req.headers));
+    if (!bySession && (!given || !tokensEqual(given, o.token))) {
       return error(401, "unauthorized", "Cannot authorize: missing or wrong token");
     }
     for (const [method, pattern, handler] of routes) {
@@ -136,7 +184,10 @@ export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
         onListen: (addr) => {
           resolve({
             address: `${addr.hostname}:${addr.port}`,
-            shutdown: () => server.shutdown(),
+            shutdown: () => {
+              streams.abort();
+              return server.shutdown();
+            },
           });
         },
         onError: (e) => error(500, "internal", `Cannot complete request: ${(e as Error).message}`),

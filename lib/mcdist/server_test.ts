@@ -1,8 +1,8 @@
 // Server and clients in one process over loopback multicast, with a shim that loses, duplicates
 // and reorders datagrams on their way in.
 import assert from "node:assert/strict";
-import { accessOf, isPageContent, syntheticFork, workingSet } from "../bench/fanout_fork.ts";
-import { driveClones } from "../bench/fanout_clones.ts";
+import { accessOf, isPageContent, syntheticFork, workingSet } from "./testdata/fanout_fork.ts";
+import { driveClones } from "./testdata/fanout_clones.ts";
 import type { ServedFork } from "../memory/transport.ts";
 import { type McdistClient, McdistError, openMcdistClient } from "./client.ts";
 import type { McdistConfig } from "./config.ts";

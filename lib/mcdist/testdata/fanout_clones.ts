@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { PageClient } from "../memory/transport.ts";
+import type { PageClient } from "../../memory/transport.ts";
 
 export interface DriveOptions {
   clones: number;

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { PAGE_PRESENT, PAGE_ZERO } from "../memory/page_mark.ts";
-import type { ForkAccess, ServedFork } from "../memory/transport.ts";
+import { PAGE_PRESENT, PAGE_ZERO } from "../../memory/page_mark.ts";
+import type { ForkAccess, ServedFork } from "../../memory/transport.ts";
 
 export interface SyntheticForkSpec {
   forkId: Uint8Array;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { openMcdistClient } from "../mcdist/client.ts";
+import { openMcdistClient } from "../client.ts";
 import { driveClones } from "./fanout_clones.ts";
 import { isPageContent, workingSet } from "./fanout_fork.ts";
 import { fromHex, type HostSpec } from "./fanout_spec.ts";

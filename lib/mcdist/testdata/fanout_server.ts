@@ -7,7 +7,7 @@
  * @module
  */
 
-import { startMcdistServer } from "../mcdist/server.ts";
+import { startMcdistServer } from "../server.ts";
 import { syntheticFork } from "./fanout_fork.ts";
 import { fromHex, type ServerSpec } from "./fanout_spec.ts";
 

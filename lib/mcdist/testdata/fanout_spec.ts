@@ -1,6 +1,6 @@
 /** What the fan-out bench hands its helper processes (as one JSON argument). */
 
-import type { McdistConfig } from "../mcdist/config.ts";
+import type { McdistConfig } from "../config.ts";
 
 export interface ServerSpec {
   forkId: string;
