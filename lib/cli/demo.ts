@@ -11,7 +11,7 @@ import { startEmbeddedCluster } from "../control/embedded.ts";
 import type { ClusterView } from "../control/messages.ts";
 import { buildExample, listExamples } from "../guest/cc.ts";
 import { createLogger } from "../log.ts";
-import { parseCount } from "./options.ts";
+import { parseCount, untilSignal } from "./options.ts";
 import { printLine, runJob } from "./run_job.ts";
 
 interface DemoFlags {
@@ -21,6 +21,8 @@ interface DemoFlags {
   clones?: number;
   out?: string;
   json?: boolean;
+  monitor?: boolean;
+  port?: number;
   verbose?: boolean;
 }
 
@@ -54,10 +56,17 @@ export function demoCommand(): Command {
     .option("--clones <n>", "clones an example asks for (default: 2 per host)", parseCount(0, 4096))
     .option("--out <dir>", "copy the guest's /out here when it exits")
     .option("--json", "print one JSON object as the last line")
+    .option("--monitor", "keep the cluster up after the guest ends and print the monitor's URL")
+    .option(
+      "--port <port>",
+      "the embedded master's HTTP port (default: any free one)",
+      parseCount(1, 65535),
+    )
     .option("-v, --verbose", "log every event")
     .action(async (args: string[], f: DemoFlags) => {
       const report = await runDemo(args, f);
-      if (f.json) console.log(JSON.stringify(report));
+      // With --monitor the report was printed before waiting; the last line is still the JSON.
+      if (f.json && !f.monitor) console.log(JSON.stringify(report));
       if (!report.ok) throw new DemoFailed(report);
     });
 }
@@ -89,6 +98,7 @@ async function runDemo(args: string[], f: DemoFlags): Promise<DemoReport> {
     slotsPerHost: 4,
     dataDir,
     logger,
+    ...(f.port ? { port: f.port } : {}),
   });
   try {
     const client = new MasterClient(cluster.master.address, cluster.master.token);
@@ -145,6 +155,15 @@ async function runDemo(args: string[], f: DemoFlags): Promise<DemoReport> {
     };
     say("");
     say(summary(report, forks));
+    if (f.monitor) {
+      if (f.json) console.log(JSON.stringify(report));
+      say("");
+      say(
+        `monitor: http://${cluster.master.address}/  (log in with token ${cluster.master.token})`,
+      );
+      say("the cluster stays up until Ctrl-C");
+      await untilSignal();
+    }
     return report;
   } finally {
     await cluster.close();

@@ -441,9 +441,11 @@ export class Master {
     if (c.parentHost !== host) {
       throw new MasterError("conflict", `Cannot dispatch cluster ${p.cluster}: not ${host}'s`);
     }
+    const begun = this.#forkStarted.get(c.id);
     this.#o.store.updateTimeline(c.id, {
       pauseMs: p.pauseMs,
       descriptorBytes: Math.floor(p.descriptor.length * 3 / 4),
+      ...(begun !== undefined ? { dispatchedMs: performance.now() - begun } : {}),
     });
     this.#o.store.setClusterState(c.id, "running");
     this.#changed();

@@ -334,6 +334,8 @@ export const ForkTimeline = z.object({
   /** Parent paused at sf_clone and its descriptor made, in ms. */
   pauseMs: z.number().nonnegative().optional(),
   descriptorBytes: count.optional(),
+  /** From fork.begin to the descriptor sent to the clones' hosts, in ms. */
+  dispatchedMs: z.number().nonnegative().optional(),
   /** From fork.begin to the last clone running, in ms. */
   readyMs: z.number().nonnegative().optional(),
   /** From fork.begin to the cluster joined, in ms. */

@@ -109,18 +109,19 @@ export class MemoryHistory {
 }
 
 /**
- * The steps of a fork on one time axis from fork.begin (ms). The descriptor is
- * sent to the clones' hosts as soon as it is made, so one step stands for both.
+ * The steps of a fork on one time axis from fork.begin (ms): the parent
+ * resumes once its memory is captured; the descriptor is made and sent after.
  * @param {ClusterView} cluster
  */
 export function timelineSteps(cluster) {
   const tl = cluster.timeline;
   return [
     { key: "begin", label: "fork begins", ms: 0 },
+    { key: "resumed", label: "parent resumes", ms: tl.pauseMs },
     {
       key: "descriptor",
       label: "descriptor made + sent",
-      ms: tl.pauseMs,
+      ms: tl.dispatchedMs,
       detail: tl.descriptorBytes !== undefined ? formatBytes(tl.descriptorBytes) : undefined,
     },
     { key: "ready", label: "clones ready", ms: tl.readyMs },

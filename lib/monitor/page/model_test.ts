@@ -38,7 +38,7 @@ function cluster(over: Partial<ClusterView> = {}): ClusterView {
     parentHost: "host1",
     state: "running",
     createdAt: new Date(T0).toISOString(),
-    timeline: { pauseMs: 4.2, descriptorBytes: 2048, readyMs: 30 },
+    timeline: { pauseMs: 4.2, dispatchedMs: 9.5, descriptorBytes: 2048, readyMs: 30 },
     members: [
       {
         clone: 1,
@@ -117,16 +117,17 @@ Deno.test("MemoryHistory: samples while live, one more when the fork ends, then 
   assert.deepEqual(h.samples("c-1"), []);
 });
 
-Deno.test("timelineSteps(): begin, descriptor, ready, join; unreached steps have no time", () => {
+Deno.test("timelineSteps(): begin, resume, descriptor, ready, join; unreached ones have no time", () => {
   const steps = timelineSteps(cluster());
   assert.deepEqual(steps.map((s) => [s.key, s.ms]), [
     ["begin", 0],
-    ["descriptor", 4.2],
+    ["resumed", 4.2],
+    ["descriptor", 9.5],
     ["ready", 30],
     ["joined", undefined],
   ]);
-  assert.equal(steps[1].detail, "2.0 KiB");
-  assert.equal(timelineSteps(cluster({ state: "killed" }))[3].label, "killed");
+  assert.equal(steps[2].detail, "2.0 KiB");
+  assert.equal(timelineSteps(cluster({ state: "killed" }))[4].label, "killed");
 });
 
 Deno.test("memberCounts() and the formats", () => {
