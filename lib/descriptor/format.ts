@@ -16,6 +16,14 @@ import {
   type WasmBody,
   writeWasmBody,
 } from "./wasm_body.ts";
+import {
+  checkXenBody,
+  readXenBody,
+  writeXenBody,
+  XEN_MAX_PAGES,
+  XEN_PAGE_BYTES,
+  type XenBody,
+} from "./xen_body.ts";
 
 /** A wasm VM's descriptor: the common part plus the wasm body. */
 export interface WasmDescriptor extends DescriptorCommon {
@@ -23,21 +31,48 @@ export interface WasmDescriptor extends DescriptorCommon {
   wasm: WasmBody;
 }
 
-/** One member per backend whose body this version defines; xen and kvm will join. */
+/** A Xen PV guest's descriptor: the common part plus the xen body. */
+export interface XenDescriptor extends DescriptorCommon {
+  kind: "xen";
+  xen: XenBody;
+}
+
+/**
+ * The wasm descriptor, as the wasm code reads it. Kept wasm-only so wasm callers need no
+ * narrowing; `AnyDescriptor` is every body this version defines (kvm will join).
+ */
 export type Descriptor = WasmDescriptor;
+export type AnyDescriptor = WasmDescriptor | XenDescriptor;
 
 /** Validates `d` and returns its bytes; throws DescriptorError naming the bad field. */
-export function encodeDescriptor(d: Descriptor): Uint8Array {
+export function encodeDescriptor(d: AnyDescriptor): Uint8Array {
   checkDescriptor("encode", d);
   const w = new ByteWriter();
   writeCommon(w, d);
-  writeWasmBody(w, d.wasm);
+  if (d.kind === "wasm") writeWasmBody(w, d.wasm);
+  else writeXenBody(w, d.xen);
   return sealEnvelope(d.kind, w.finish());
 }
 
-/** Verifies and parses descriptor bytes; throws DescriptorError on anything but a valid one. */
+/** Verifies and parses wasm descriptor bytes; throws DescriptorError on anything else. */
 export function decodeDescriptor(bytes: Uint8Array): Descriptor {
+  const d = decodeAnyDescriptor(bytes);
+  if (d.kind !== "wasm") fail("decode", `backend kind ${d.kind} is not wasm`);
+  return d;
+}
+
+/** Verifies and parses descriptor bytes of any kind this version defines. */
+export function decodeAnyDescriptor(bytes: Uint8Array): AnyDescriptor {
   const { kind, payload } = openEnvelope(bytes);
+  if (kind === "xen") {
+    const r = new ByteReader(payload, HEADER_BYTES);
+    const common = readCommon(r, XEN_MAX_PAGES * XEN_PAGE_BYTES);
+    const xen = readXenBody(r);
+    r.end("the xen body");
+    const d: AnyDescriptor = { kind, ...common, xen };
+    checkDescriptor("decode", d);
+    return d;
+  }
   if (kind !== "wasm") {
     fail(
       "decode",
@@ -53,9 +88,22 @@ export function decodeDescriptor(bytes: Uint8Array): Descriptor {
   return d;
 }
 
-function checkDescriptor(op: Op, d: Descriptor): void {
+function checkDescriptor(op: Op, d: AnyDescriptor): void {
+  if (d.kind === "xen") {
+    if (typeof d.xen !== "object" || d.xen === null) fail(op, "xen descriptor has no xen body");
+    checkCommon(op, d);
+    if (d.pageSize !== XEN_PAGE_BYTES) fail(op, `page size ${d.pageSize} is not 4096 for xen`);
+    if (d.pageMap.length > XEN_MAX_PAGES) {
+      fail(op, `${d.pageMap.length} pages exceed the xen limit of ${XEN_MAX_PAGES}`);
+    }
+    checkXenBody(op, d.xen, d.pageMap.length);
+    return;
+  }
   if (d.kind !== "wasm") {
-    fail(op, `backend kind ${String(d.kind)} is not supported by this version`);
+    fail(
+      op,
+      `backend kind ${String((d as { kind: unknown }).kind)} is not supported by this version`,
+    );
   }
   checkCommon(op, d);
   checkWasmBody(op, d.wasm, d.pageMap.length * d.pageSize);

@@ -29,8 +29,12 @@ export {
   type WasmGlobalType,
 } from "./wasm_body.ts";
 export {
+  type AnyDescriptor,
+  decodeAnyDescriptor,
   decodeDescriptor,
   type Descriptor,
   encodeDescriptor,
   type WasmDescriptor,
+  type XenDescriptor,
 } from "./format.ts";
+export { XEN_PAGE_BYTES, type XenBody, type XenRecord } from "./xen_body.ts";

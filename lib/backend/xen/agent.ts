@@ -1,0 +1,509 @@
+/**
+ * The agent side of the xen backend: the same shape as AgentVms (`handle(call:
+ * MasterCall)`), so `snowflock agent --backend xen` can hand master calls to it.
+ *
+ *   vm.start     fetch the guest image (a manifest, see manifest.ts), `xl create`
+ *   clone.start  fetch the fork's PRESENT pages from the parent host's memory server
+ *                (the transport seam: UnicastPageClient), restore each clone paused,
+ *                give it its identity in XenStore, unpause
+ *   vm.kill      `xl destroy`;  vm.out  (Xen guests have no /out: empty)
+ *
+ * Guests call sf_* through XenStore (channel.ts); each call becomes a control-plane
+ * call to the master (ticket.request, fork.begin, fork.dispatch, cluster.join,
+ * cluster.kill). A malformed request gets EINVAL and the agent keeps serving.
+ *
+ * @module
+ */
+import type { Agent } from "../../control/agent.ts";
+import type {
+  CloneMemoryStats,
+  ClusterView,
+  ForkPlan,
+  MasterCall,
+  TicketView,
+  VmEvent,
+} from "../../control/messages.ts";
+import {
+  decodeAnyDescriptor,
+  encodeDescriptor,
+  type XenDescriptor,
+} from "../../descriptor/format.ts";
+import { PAGE_PRESENT, PAGE_UNTOUCHED, PAGE_ZERO } from "../../descriptor/page_map.ts";
+import type { Logger } from "../../log.ts";
+import type { PageClient, PageServer } from "../../memory/transport.ts";
+import { UnicastPageClient } from "../../memory/unicast/client.ts";
+import { UnicastPageServer } from "../../memory/unicast/server.ts";
+import { XenCtrl } from "../../../native/xen/xenctrl.ts";
+import { XenStore } from "../../../native/xen/xenstore.ts";
+import { SHUTDOWN } from "../../../native/xen/layouts.ts";
+import { captureGuest } from "./capture.ts";
+import {
+  CLONE_ID_KEY,
+  formatReply,
+  type GuestRequest,
+  parseRequest,
+  REPLY_KEY,
+  REQUEST_KEY,
+  SF,
+} from "./channel.ts";
+import { cloneIdentity, restoreClone } from "./clone.ts";
+import { decodeManifest, xlConfig } from "./manifest.ts";
+import { domid as xlDomid, xl } from "./xl.ts";
+
+export interface XenAgentOptions {
+  agent: Pick<Agent, "request" | "event">;
+  /** The master's host:port and token, to fetch guest images. */
+  master: string;
+  token: string;
+  /** This host's address as other hosts reach it (the memory server binds here). */
+  advertiseHost: string;
+  /** xl configs, FIFOs. */
+  workDir: string;
+  logger: Logger;
+  /** Where xenconsoled writes guest-<name>.log (xenconsoled --log=guest). */
+  consoleDir?: string;
+}
+
+interface Vm {
+  id: string;
+  domid: number;
+  isClone: boolean;
+  tickets: Map<string, { granted: number; cluster?: string; forkId?: Uint8Array }>;
+  lastSeq?: string;
+  consoleOffset: number;
+  exitCode?: number;
+  done: boolean;
+}
+
+export class XenAgentVms {
+  #o: XenAgentOptions;
+  #vms = new Map<string, Vm>();
+  #xs = new XenStore();
+  #watchXs = new XenStore();
+  #xc = new XenCtrl();
+  #server: PageServer;
+  #timer: ReturnType<typeof setInterval>;
+  #closed = false;
+  /** Figures of the last fork and clone start, for labs and status. */
+  readonly figures: {
+    pauseMs?: number;
+    descriptorBytes?: number;
+    guestMemoryBytes?: number;
+    pagesPresent?: number;
+    pagesAvoided?: number;
+    cloneReadyMs?: number;
+  } = {};
+
+  constructor(o: XenAgentOptions) {
+    this.#o = o;
+    this.#server = UnicastPageServer.listen({ hostname: "0.0.0.0", advertise: o.advertiseHost });
+    this.#timer = setInterval(() => this.#poll(), 500);
+    this.#watchLoop();
+  }
+
+  get memoryServer(): string {
+    return this.#server.address;
+  }
+
+  handle(call: MasterCall): Promise<unknown> {
+    switch (call.method) {
+      case "vm.start":
+        return this.#start(call.params.vm, call.params.module);
+      case "clone.start":
+        return this.#startClones(call.params.cluster, call.params.clones, call.params.descriptor);
+      case "vm.kill":
+        return this.#kill(call.params.vm).then(() => ({ killed: true }));
+      case "vm.out":
+        return Promise.resolve({ files: [] });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#server.close();
+  }
+
+  // ---- VMs ----
+
+  async #start(id: string, moduleHash: string): Promise<{ started: true; domid: number }> {
+    const res = await fetch(`http://${this.#o.master}/v1/modules/${moduleHash}`, {
+      headers: { authorization: `Bearer ${this.#o.token}` },
+    });
+    if (!res.ok) {
+      throw new Error(`Cannot fetch guest image ${moduleHash.slice(0, 12)}: HTTP ${res.status}`);
+    }
+    const manifest = decodeManifest(new Uint8Array(await res.arrayBuffer()));
+    if (!manifest) {
+      throw new Error(
+        `Cannot start ${id}: module ${moduleHash.slice(0, 12)} is not a Xen guest image`,
+      );
+    }
+    const cfg = `${this.#o.workDir}/${id}.cfg`;
+    await Deno.writeTextFile(cfg, xlConfig(id, manifest));
+    await xl(["create", "-e", cfg], 300_000);
+    const dom = await xlDomid(id);
+    if (dom === undefined) throw new Error(`Cannot find domain ${id} after xl create`);
+    this.#adopt(id, dom, false);
+    this.#event({ kind: "state", vm: id, state: "running" });
+    return { started: true, domid: dom };
+  }
+
+  #adopt(id: string, domid: number, isClone: boolean): Vm {
+    const vm: Vm = { id, domid, isClone, tickets: new Map(), consoleOffset: 0, done: false };
+    this.#vms.set(id, vm);
+    // The token names the VM; the watch fires once at once, then on every guest write.
+    this.#watchXs.watch(`/local/domain/${domid}/${REQUEST_KEY}`, id);
+    return vm;
+  }
+
+  async #kill(id: string): Promise<void> {
+    const vm = this.#vms.get(id);
+    if (!vm || vm.done) return;
+    await this.#finish(vm, "killed");
+  }
+
+  async #finish(vm: Vm, state: "exited" | "failed" | "killed", reason?: string): Promise<void> {
+    if (vm.done) return;
+    vm.done = true;
+    await this.#drainConsole(vm);
+    try {
+      this.#watchXs.unwatch(`/local/domain/${vm.domid}/${REQUEST_KEY}`, vm.id);
+    } catch { /* gone with the domain */ }
+    await xl(["destroy", vm.id], 60_000).catch(() => {});
+    this.#event({
+      kind: "state",
+      vm: vm.id,
+      state,
+      ...(state === "exited" ? { exitCode: vm.exitCode ?? 0 } : {}),
+      ...(reason ? { reason } : {}),
+    });
+  }
+
+  /** Domain states and console output, twice a second. */
+  async #poll(): Promise<void> {
+    if (this.#closed) return;
+    const live = new Map(this.#xc.domains(0, 1024).map((d) => [d.domid, d]));
+    for (const vm of this.#vms.values()) {
+      if (vm.done) continue;
+      await this.#drainConsole(vm);
+      const d = live.get(vm.domid);
+      if (!d) await this.#finish(vm, "exited");
+      else if (d.shutdownReason !== undefined && d.shutdownReason !== SHUTDOWN.suspend) {
+        await this.#finish(
+          vm,
+          d.shutdownReason === SHUTDOWN.crash ? "failed" : "exited",
+          d.shutdownReason === SHUTDOWN.crash ? "the guest crashed" : undefined,
+        );
+      }
+    }
+  }
+
+  async #drainConsole(vm: Vm): Promise<void> {
+    const path = `${this.#o.consoleDir ?? "/var/log/xen/console"}/guest-${vm.id}.log`;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch {
+      return;
+    }
+    const end = text.lastIndexOf("\n") + 1;
+    if (end <= vm.consoleOffset) return;
+    for (const line of text.slice(vm.consoleOffset, end).split("\n").slice(0, -1)) {
+      this.#event({ kind: "output", vm: vm.id, stream: "stdout", line: line.replace(/\r$/, "") });
+    }
+    vm.consoleOffset = end;
+  }
+
+  #event(e: VmEvent): void {
+    this.#o.agent.event(e);
+  }
+
+  // ---- the guest channel ----
+
+  async #watchLoop(): Promise<void> {
+    while (!this.#closed) {
+      let ev;
+      try {
+        ev = await this.#watchXs.readWatch();
+      } catch (e) {
+        this.#o.logger.warn("xenstore watch failed", { error: e });
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      const vm = this.#vms.get(ev.token);
+      if (vm && !vm.done) this.#onRequest(vm);
+    }
+  }
+
+  #onRequest(vm: Vm): void {
+    const home = `/local/domain/${vm.domid}`;
+    const text = this.#xs.read(`${home}/${REQUEST_KEY}`);
+    if (text === undefined || text === "") return;
+    const parsed = parseRequest(text);
+    const seq = parsed.ok ? parsed.request.seq : parsed.seq;
+    if (seq === vm.lastSeq) return;
+    vm.lastSeq = seq;
+    const reply = (rc: number, value?: string | number) => {
+      try {
+        this.#xs.write(`${home}/${REPLY_KEY}`, formatReply(seq, rc, value));
+      } catch (e) {
+        this.#o.logger.warn("cannot reply to guest", { vm: vm.id, error: e });
+      }
+    };
+    if (!parsed.ok) {
+      this.#o.logger.warn("malformed guest request", { vm: vm.id, reason: parsed.reason });
+      reply(parsed.code, parsed.reason.replace(/\s+/g, "_").slice(0, 100));
+      return;
+    }
+    this.#serveRequest(vm, parsed.request).then(
+      ([rc, value]) => reply(rc, value),
+      (e) => {
+        this.#o.logger.warn("guest request failed", { vm: vm.id, op: parsed.request.op, error: e });
+        reply(SF.EIO, String((e as Error).message).replace(/\s+/g, "_").slice(0, 100));
+      },
+    );
+  }
+
+  async #serveRequest(vm: Vm, r: GuestRequest): Promise<[number, string | number | undefined]> {
+    const agent = this.#o.agent;
+    switch (r.op) {
+      case "ticket": {
+        const t = await agent.request({
+          method: "ticket.request",
+          params: { slots: r.slots, owner: vm.id },
+        }) as TicketView;
+        if (t.granted === 0) return [SF.ENOSLOTS, undefined];
+        vm.tickets.set(t.id, { granted: t.granted });
+        return [0, `${t.id} ${t.granted}`];
+      }
+      case "clone":
+        return await this.#fork(vm, r.ticket);
+      case "join": {
+        const t = vm.tickets.get(r.ticket);
+        if (!t?.cluster) return [SF.ENOTICKET, undefined];
+        const c = await agent.request(
+          { method: "cluster.join", params: { cluster: t.cluster } },
+          24 * 3600_000,
+        ) as ClusterView;
+        if (t.forkId) this.#server.removeFork(t.forkId);
+        vm.tickets.delete(r.ticket);
+        const failed = c.members.filter((m) => m.state === "failed").length;
+        const exited = c.members.filter((m) => m.state === "exited").length;
+        return [failed > 0 ? SF.ECLONE : 0, `exited=${exited} failed=${failed}`];
+      }
+      case "kill": {
+        const t = vm.tickets.get(r.ticket);
+        if (!t?.cluster) return [SF.ENOTICKET, undefined];
+        await agent.request({ method: "cluster.kill", params: { cluster: t.cluster } });
+        return [0, undefined];
+      }
+      case "exit":
+        vm.exitCode = r.code;
+        // Answer first, so the guest's sf exits cleanly; the domain goes right after.
+        setTimeout(() => this.#finish(vm, "exited"), 200);
+        return [0, undefined];
+    }
+  }
+
+  /** The parent is waiting in sf_clone: name the clones, capture, answer 0, dispatch. */
+  async #fork(vm: Vm, ticket: string): Promise<[number, number]> {
+    const t = vm.tickets.get(ticket);
+    if (!t) return [SF.ENOTICKET, 0];
+    if (t.cluster) return [SF.EINVAL, 0];
+    const plan = await this.#o.agent.request({
+      method: "fork.begin",
+      params: { ticket, parentVm: vm.id },
+    }) as ForkPlan;
+    t.cluster = plan.cluster;
+    const home = `/local/domain/${vm.domid}`;
+    const xenstore = [...this.#xs.dump(home)].filter(([k]) => !k.startsWith("device/"));
+    const cap = await captureGuest(vm.id, { tmpDir: this.#o.workDir, xenstore });
+    const forkId = crypto.getRandomValues(new Uint8Array(16));
+    const forkKey = crypto.getRandomValues(new Uint8Array(32));
+    t.forkId = forkId;
+    const d: XenDescriptor = {
+      kind: "xen",
+      forkId,
+      forkKey,
+      memoryServer: this.#server.address,
+      parentVm: vm.id,
+      ticket,
+      clones: plan.members.length,
+      pageSize: 4096,
+      pageMap: cap.pageMap,
+      inlinePages: [],
+      xen: cap.body,
+    };
+    const bytes = encodeDescriptor(d);
+    const pages = cap.image.pages;
+    this.#server.addFork({
+      forkId,
+      key: forkKey,
+      pageSize: 4096,
+      pageCount: cap.pageMap.length,
+      pageMap: cap.pageMap,
+      clones: plan.members.length,
+      reader: {
+        readPages: (first, count) => {
+          const out = new Uint8Array(count * 4096);
+          for (let i = 0; i < count; i++) {
+            const p = pages.get(first + i);
+            if (p) out.set(p, i * 4096);
+          }
+          return out;
+        },
+      },
+    });
+    Object.assign(this.figures, {
+      pauseMs: cap.pauseMs,
+      descriptorBytes: bytes.length,
+      guestMemoryBytes: cap.pageMap.length * 4096,
+      pagesPresent: cap.counts.present,
+      pagesAvoided: cap.counts.zero + cap.counts.absent,
+    });
+    this.#o.logger.info("xen fork captured", {
+      vm: vm.id,
+      pauseMs: Math.round(cap.pauseMs),
+      descriptorBytes: bytes.length,
+      ...cap.counts,
+    });
+    // The parent already runs again; the clones start on their hosts in the background.
+    this.#dispatch({
+      cluster: plan.cluster,
+      descriptor: toBase64(bytes),
+      pauseMs: cap.pauseMs,
+      resume: "clone",
+    });
+    return [0, 0];
+  }
+
+  /** fork.dispatch, retried while the master connection is re-established. */
+  async #dispatch(
+    params: { cluster: string; descriptor: string; pauseMs: number; resume: "clone" },
+  ): Promise<void> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        await this.#o.agent.request({ method: "fork.dispatch", params }, 600_000);
+        return;
+      } catch (e) {
+        if (attempt >= 20 || !/not connected/.test(String((e as Error).message))) {
+          this.#o.logger.warn("fork dispatch failed", { cluster: params.cluster, error: e });
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  async #startClones(
+    cluster: string,
+    clones: { clone: number; vm: string }[],
+    descriptorB64: string,
+  ): Promise<{ started: number }> {
+    const t0 = performance.now();
+    const d = decodeAnyDescriptor(fromBase64(descriptorB64));
+    if (d.kind !== "xen") throw new Error(`Cannot start ${d.kind} clones on a xen agent`);
+    const fetched = await this.#fetchPages(d);
+    const seq = (d.xen.xenstore.find(([k]) => k === REQUEST_KEY)?.[1] ?? "0").split(" ")[0];
+    const zero = d.pageMap.filter((m) => m === PAGE_ZERO).length;
+    const untouched = d.pageMap.filter((m) => m === PAGE_UNTOUCHED).length;
+    let started = 0;
+    // One restore at a time: under emulation two in parallel are no faster, and memory is tight.
+    for (const { clone, vm: id } of clones) {
+      try {
+        const identity = cloneIdentity(d, id, clone);
+        const r = await restoreClone(
+          d,
+          (pfn) => fetched.pages.get(pfn)!,
+          identity,
+          this.#o.workDir,
+        );
+        const home = `/local/domain/${r.domid}`;
+        for (const [k, v] of d.xen.xenstore) {
+          if (k.startsWith("data/") && !k.startsWith("data/snowflock/")) {
+            this.#xs.write(`${home}/${k}`, v);
+          }
+        }
+        this.#xs.write(`${home}/${CLONE_ID_KEY}`, String(clone));
+        this.#xs.write(`${home}/${REPLY_KEY}`, formatReply(seq, 0, clone));
+        const vm = this.#adopt(id, r.domid, true);
+        vm.lastSeq = seq;
+        await xl(["unpause", id], 60_000);
+        this.figures.cloneReadyMs = performance.now() - t0;
+        this.#event({ kind: "state", vm: id, state: "running" });
+        const stats: CloneMemoryStats = {
+          mode: "eager",
+          faults: 0,
+          pagesFetched: fetched.count,
+          pagesAvoided: { zero, untouched, hinted: 0, free: 0 },
+          pagesUnrequested: 0,
+          bytesReceived: fetched.stats.bytesReceived,
+          multicastBytes: fetched.stats.multicastBytes,
+          unicastBytes: fetched.stats.bytesReceived - fetched.stats.multicastBytes,
+          retransmits: fetched.stats.retransmits,
+          faultP50Us: 0,
+          faultP99Us: 0,
+          stalledMs: fetched.ms,
+        };
+        this.#event({ kind: "memory", vm: id, stats });
+        started++;
+      } catch (e) {
+        this.#o.logger.warn("xen clone failed", { cluster, clone, error: e });
+        this.#event({ kind: "state", vm: id, state: "failed", reason: (e as Error).message });
+      }
+    }
+    return { started };
+  }
+
+  /** Every PRESENT page of the fork, through the transport seam, before any clone runs. */
+  async #fetchPages(d: XenDescriptor): Promise<{
+    pages: Map<number, Uint8Array>;
+    count: number;
+    ms: number;
+    stats: ReturnType<PageClient["stats"]>;
+  }> {
+    const t0 = performance.now();
+    const wanted: number[] = [];
+    d.pageMap.forEach((m, pfn) => m === PAGE_PRESENT && wanted.push(pfn));
+    const pages = new Map<number, Uint8Array>();
+    const client = new UnicastPageClient({
+      forkId: d.forkId,
+      key: d.forkKey,
+      server: d.memoryServer,
+      pageSize: d.pageSize,
+      pageCount: d.pageMap.length,
+    }, { idleTimeoutMs: 60_000, retries: 8 }); // generous: dom0s under emulation stall for seconds
+    try {
+      const done = Promise.withResolvers<void>();
+      client.onPages((first, bytes) => {
+        for (let i = 0; i * 4096 < bytes.length; i++) {
+          pages.set(first + i, bytes.slice(i * 4096, (i + 1) * 4096));
+        }
+        if (pages.size >= wanted.length) done.resolve();
+      });
+      if (wanted.length === 0) done.resolve();
+      client.request(wanted);
+      await Promise.race([done.promise, client.failed.then((e) => Promise.reject(e))]);
+      return { pages, count: wanted.length, ms: performance.now() - t0, stats: client.stats() };
+    } finally {
+      await client.close();
+    }
+  }
+}
+
+function toBase64(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(s: string): Uint8Array {
+  return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+}
+
+/** Re-exported so the lab and `status` can say whether lazy memory (paging) exists here. */
+export { domidOf };
+async function domidOf(name: string): Promise<number | undefined> {
+  return await xlDomid(name);
+}

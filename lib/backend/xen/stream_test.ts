@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { describe } from "./capture.ts";
+import { cloneIdentity, renameConfig } from "./clone.ts";
+import { joinImage, PFTYPE, splitImage, XenStreamError } from "./stream.ts";
+import { decodeManifest, encodeManifest } from "./manifest.ts";
+import { PAGE_PRESENT, PAGE_UNTOUCHED, PAGE_ZERO } from "../../descriptor/page_map.ts";
+import { decodeAnyDescriptor, encodeDescriptor } from "../../descriptor/format.ts";
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A tiny "guest": 6 pfns, one page table, one zero page, one absent. */
+function sampleImage(): Uint8Array {
+  const types = Uint8Array.from([0, 0x4, 0, 0, PFTYPE.XTAB, 0]);
+  const page = (pfn: number) => new Uint8Array(4096).fill(pfn === 2 ? 0 : pfn + 1);
+  return concat(joinImage({
+    config: JSON.stringify({ c_info: { name: "p", uuid: "x" }, b_info: { max_memkb: 24 } }),
+    libxcVersion: 3,
+    xenMajor: 4,
+    xenMinor: 17,
+    records: [
+      { stream: 1, type: 2, body: new Uint8Array(8).fill(8) },
+      { stream: 1, type: 4, body: new Uint8Array(5176).fill(4) },
+      { stream: 2, type: 2, body: new Uint8Array(3).fill(2) },
+    ],
+    types,
+    page,
+  }, 4));
+}
+
+Deno.test("splitImage() reads back what joinImage() writes", () => {
+  const s = splitImage(sampleImage());
+  assert.equal(s.pfnCount, 6);
+  assert.deepEqual([...s.types], [0, 4, 0, 0, 0xf, 0]);
+  assert.equal(s.pages.size, 5);
+  assert.equal(s.pages.get(5)![0], 6);
+  assert.deepEqual(s.records.map((r) => `${r.stream}:${r.type}:${r.body.length}`), [
+    "1:2:8",
+    "1:4:5176",
+    "2:2:3",
+  ]);
+  assert.equal(`${s.xenMajor}.${s.xenMinor}`, "4.17");
+});
+
+Deno.test("describe(): zero pages are marked, never served; absent frames untouched", () => {
+  const s = splitImage(sampleImage());
+  const c = describe(s, [["name", "p"]], 1);
+  assert.deepEqual([...c.pageMap], [
+    PAGE_PRESENT,
+    PAGE_PRESENT,
+    PAGE_ZERO,
+    PAGE_PRESENT,
+    PAGE_UNTOUCHED,
+    PAGE_PRESENT,
+  ]);
+  assert.deepEqual(c.counts, { present: 4, zero: 1, absent: 1 });
+  assert.equal(c.image.pages.has(2), false);
+  assert.equal(c.body.maxMemoryBytes, 24n * 1024n);
+  const d = {
+    kind: "xen" as const,
+    forkId: new Uint8Array(16),
+    forkKey: new Uint8Array(32),
+    memoryServer: "10.77.0.1:7000",
+    parentVm: "vm-p",
+    ticket: "t-1",
+    clones: 2,
+    pageSize: 4096,
+    pageMap: c.pageMap,
+    inlinePages: [],
+    xen: c.body,
+  };
+  assert.deepEqual(decodeAnyDescriptor(encodeDescriptor(d)), d);
+});
+
+Deno.test("splitImage() rejects truncated and foreign images", () => {
+  const img = sampleImage();
+  assert.throws(() => splitImage(img.subarray(0, 100)), XenStreamError);
+  assert.throws(() => splitImage(img.subarray(0, img.length - 8)), XenStreamError);
+  const bad = img.slice();
+  bad[0] = 0x41;
+  assert.throws(() => splitImage(bad), /not an xl save file/);
+});
+
+Deno.test("renameConfig() gives a clone its name and MAC and drops the uuid", () => {
+  const d = { forkId: Uint8Array.from({ length: 16 }, (_, i) => i) } as Parameters<
+    typeof cloneIdentity
+  >[0];
+  const id = cloneIdentity(d, "vm-c1", 3);
+  assert.match(id.mac, /^00:16:3e:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/);
+  const cfg = JSON.parse(renameConfig(
+    JSON.stringify({ c_info: { name: "p", uuid: "u" }, nics: [{ mac: "00:16:3e:00:00:01" }] }),
+    id,
+  ));
+  assert.equal(cfg.c_info.name, "vm-c1");
+  assert.equal(cfg.c_info.uuid, undefined);
+  assert.equal(cfg.nics[0].mac, id.mac);
+});
+
+Deno.test("a Xen guest manifest travels as a valid Wasm module", async () => {
+  const bytes = encodeManifest({
+    kernel: "/lab/vmlinuz",
+    ramdisk: "/lab/domu.cpio.gz",
+    extra: "console=hvc0",
+    memoryMiB: 128,
+    vcpus: 1,
+  });
+  assert.ok(await WebAssembly.validate(bytes));
+  assert.equal(decodeManifest(bytes)?.memoryMiB, 128);
+  assert.equal(decodeManifest(new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0])), undefined);
+});
