@@ -4,8 +4,11 @@
  * and, when it cannot, why.
  */
 import type { BackendInfo, BackendKind } from "../control/messages.ts";
+import { probeXen } from "./xen/probe.ts";
 
-export type Availability = { available: true } | { available: false; reason: string };
+import type { Availability } from "./availability.ts";
+
+export type { Availability };
 
 /** Probes whether a backend kind can run on this host. */
 export function probeBackend(kind: BackendKind): Availability {
@@ -15,20 +18,9 @@ export function probeBackend(kind: BackendKind): Availability {
         ? { available: true }
         : { available: false, reason: "this runtime has no WebAssembly or Workers" };
     case "xen":
-      return probeXenDom0();
+      return probeXen();
     case "kvm":
       return { available: false, reason: "the kvm backend is not implemented yet" };
-  }
-}
-
-function probeXenDom0(): Availability {
-  try {
-    const caps = Deno.readTextFileSync("/proc/xen/capabilities");
-    return caps.includes("control_d")
-      ? { available: true }
-      : { available: false, reason: "running in a Xen domU, not dom0 (/proc/xen/capabilities)" };
-  } catch {
-    return { available: false, reason: "not a Xen dom0 (/proc/xen/capabilities is missing)" };
   }
 }
 

@@ -15,6 +15,14 @@ import { type HostPort, localAddressFacing, parseHostPort } from "./address.ts";
 import { Agent, AgentError } from "./agent.ts";
 import { type DataServer, serveAgentData } from "./agent_http.ts";
 import { AgentVms, type MemoryMode } from "./agent_vms.ts";
+import { XenAgentVms } from "../backend/xen/agent.ts";
+import type { MasterCall } from "./messages.ts";
+
+/** What runs an agent's VMs: the wasm engine or Xen domains. */
+interface BackendVms {
+  handle(call: MasterCall): Promise<unknown>;
+  close(): Promise<void>;
+}
 
 export interface AgentServiceOptions {
   master: string;
@@ -77,20 +85,30 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     // Calls arrive on later event-loop turns, after `vms` below is set.
     onRequest: (call) => vms.handle(call),
   });
-  // Clones start on pre-started workers: one per slot, up to a sane number.
-  const releasePool = holdWorkerPool(Math.min(o.slots ?? 4, 16));
-  const vms: AgentVms = new AgentVms({
-    agent,
-    data,
-    dataAddress,
-    master: `${master.hostname}:${master.port}`,
-    token: o.token,
-    workDir,
-    cacheDir: o.cacheDir ?? defaultCacheDir(),
-    ...(o.memory ? { memory: o.memory } : {}),
-    ...(multicast ? { multicast } : {}),
-    logger: o.logger,
-  });
+  // Wasm clones start on pre-started workers: one per slot, up to a sane number.
+  const releasePool = o.backend === "wasm" ? holdWorkerPool(Math.min(o.slots ?? 4, 16)) : () => {};
+  const masterAddress = `${master.hostname}:${master.port}`;
+  const vms: BackendVms = o.backend === "xen"
+    ? new XenAgentVms({
+      agent,
+      master: masterAddress,
+      token: o.token,
+      advertiseHost: advertised,
+      workDir,
+      logger: o.logger,
+    })
+    : new AgentVms({
+      agent,
+      data,
+      dataAddress,
+      master: masterAddress,
+      token: o.token,
+      workDir,
+      cacheDir: o.cacheDir ?? defaultCacheDir(),
+      ...(o.memory ? { memory: o.memory } : {}),
+      ...(multicast ? { multicast } : {}),
+      logger: o.logger,
+    });
   return {
     agent,
     data,

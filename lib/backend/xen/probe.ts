@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Availability } from "../backend.ts";
+import type { Availability } from "../availability.ts";
 import { LIBXENCTRL } from "../../../native/xen/xenctrl.ts";
 import { LIBXENSTORE } from "../../../native/xen/xenstore.ts";
 import { LIBXENFOREIGNMEMORY } from "../../../native/xen/foreignmemory.ts";
