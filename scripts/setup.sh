@@ -22,7 +22,7 @@ fi
 packages=(clang lld wasi-libc libclang-rt-14-dev-wasm32)
 if [[ $profile == test ]]; then
   # chromium: the monitor's browser tests (Debian's build; never a browser download)
-  packages+=(iproute2 nftables chromium)
+  packages+=(iproute2 nftables chromium llvm-14 dpkg-dev make patch python3.11)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -37,4 +37,10 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
     { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+fi
+
+if [[ $profile == test ]]; then
+  # Snowflock's CPython for Python guests: built once from Debian's source package, then cached.
+  say "building Python guests' interpreter (cached after the first time)"
+  nice -n 10 bash scripts/build-python.sh >/dev/null
 fi

@@ -10,6 +10,8 @@ import { benchFaultLatency } from "../bench/fault_latency.ts";
 import { benchHeuristics } from "../bench/heuristics.ts";
 import { benchLazyVsEager } from "../bench/lazy_vs_eager.ts";
 import { benchParentPause } from "../bench/parent_pause.ts";
+import { benchPython } from "../bench/python.ts";
+import { benchPythonFork } from "../bench/python_fork.ts";
 import { parseCount } from "./options.ts";
 
 /** Prints a report: one JSON line, or one figure per line. */
@@ -131,6 +133,34 @@ function fanoutBench(): Command {
     });
 }
 
+function pythonBench(): Command {
+  return new Command("python")
+    .description("pure-Python workloads: the plain CPython build vs the Snowflock build")
+    .option("--repeats <n>", "timed runs per workload in one interpreter", parseCount(1, 100), 5)
+    .option("--rounds <n>", "interpreter runs per build", parseCount(1, 100), 4)
+    .option("--json", "last line: one JSON object")
+    .action(async (f: { repeats: number; rounds: number; json?: boolean }) => {
+      report(f.json, await benchPython({ ...f, onProgress: progress }));
+    });
+}
+
+function pythonForkBench(): Command {
+  return new Command("python-fork")
+    .description("fork a Python interpreter holding a big index: clones ready, pages fetched")
+    .option("--clones <n>", "clones", parseCount(1, 64), 8)
+    .option("--hosts <n>", "namespace hosts", parseCount(1, 16), 4)
+    .option("--mib <n>", "size of the index", parseCount(1, 4096), 128)
+    .option("--queries <n>", "queries answered", parseCount(1, 10_000_000), 20000)
+    .option("--json", "last line: one JSON object")
+    .action(
+      async (
+        f: { clones: number; hosts: number; mib: number; queries: number; json?: boolean },
+      ) => {
+        report(f.json, await benchPythonFork({ ...f, onProgress: progress }));
+      },
+    );
+}
+
 export function benchCommand(): Command {
   const bench = new Command("bench").description("run a benchmark (see its --help)");
   for (
@@ -141,6 +171,8 @@ export function benchCommand(): Command {
       heuristicsBench,
       parentPauseBench,
       fanoutBench,
+      pythonBench,
+      pythonForkBench,
     ]
   ) bench.addCommand(make().exitOverride());
   return bench;

@@ -50,7 +50,7 @@ export function demoCommand(): Command {
   return new Command("demo")
     .description("run a guest that forks across an embedded cluster on loopback and report")
     .argument("[args...]", "guest arguments (after --); examples take <clones> first")
-    .option("--guest <app.wasm>", "run this guest instead of an example")
+    .option("--guest <app.wasm|job.py>", "run this guest (or Python job) instead of an example")
     .option("--example <name>", `example to run: ${listExamples().join(", ")}`, "mandelbrot")
     .option("--hosts <n>", "agents to start", parseCount(1, 64), 4)
     .option("--clones <n>", "clones an example asks for (default: 2 per host)", parseCount(0, 4096))

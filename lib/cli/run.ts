@@ -14,8 +14,8 @@ interface RunFlags {
 
 export function runCommand(): Command {
   return new Command("run")
-    .description("run a WASI guest (it may fork with sf_clone) and stream its output")
-    .argument("<app.wasm>", "the guest module")
+    .description("run a WASI guest or a Python job (it may fork) and stream its output")
+    .argument("<app.wasm|job.py>", "the guest module, or a Python job")
     .argument("[args...]", "the guest's arguments (after --)")
     .addOption(masterOption())
     .addOption(tokenOption("the master's token"))
@@ -32,6 +32,7 @@ export function runCommand(): Command {
         ...(f.host ? { host: f.host } : {}),
         ...(f.out ? { outDir: f.out } : {}),
         onLine: printLine,
+        onProgress: (m) => console.error(`snowflock: ${m}`),
       });
       if (result.reason) console.error(`snowflock: guest failed: ${result.reason}`);
       if (result.exitCode !== 0) throw new ExitCode(result.exitCode);

@@ -6,15 +6,19 @@ import { basename } from "node:path";
 import type { MasterClient } from "../control/client.ts";
 import type { VmView } from "../control/messages.ts";
 import { writeOutFiles } from "../control/out_files.ts";
+import { resolveGuest } from "../guest/python/mod.ts";
 
 export interface RunJobOptions {
   client: MasterClient;
+  /** A WASI module, or a Python job (.py). */
   wasmPath: string;
   args: string[];
   env?: string[];
   host?: string;
   /** Copy the parent's /out here when it exits. */
   outDir?: string;
+  /** Progress of long preparation (building Python on first use). */
+  onProgress?: (message: string) => void;
   /** Each line of output; clone lines come tagged with their id (0 = the parent). */
   onLine(clone: number, stream: "stdout" | "stderr", line: string): void;
 }
@@ -26,14 +30,23 @@ export interface JobResult {
 }
 
 export async function runJob(o: RunJobOptions): Promise<JobResult> {
+  // A Python job runs in Snowflock's CPython (built on first use); a .wasm runs as it is.
+  const guest = await resolveGuest(o.wasmPath, o.args, {
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  });
   let bytes: Uint8Array<ArrayBuffer>;
   try {
-    bytes = await Deno.readFile(o.wasmPath);
+    bytes = await Deno.readFile(guest.wasm);
   } catch (e) {
-    throw new Error(`Cannot read ${o.wasmPath}: ${(e as Error).message}`);
+    throw new Error(`Cannot read ${guest.wasm}: ${(e as Error).message}`);
   }
   const module = await o.client.uploadModule(bytes);
-  const vm = await o.client.run(module, [basename(o.wasmPath), ...o.args], o.env ?? [], o.host);
+  const vm = await o.client.run(
+    module,
+    [basename(guest.wasm), ...guest.args],
+    [...(o.env ?? []), ...guest.env],
+    o.host,
+  );
   let exitCode = 1;
   let reason: string | undefined;
   for await (const e of o.client.followJob(vm.job)) {

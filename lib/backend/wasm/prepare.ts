@@ -14,12 +14,17 @@
  *   secondary memory (`__sf_asyncify_memory`, exported) rather than in guest
  *   memory, so forking never takes pages from the guest's heap (wasi-libc's
  *   malloc claims everything up to `memory.size`) and the guest memory a clone
- *   inherits is exactly the parent's.
+ *   inherits is exactly the parent's;
+ * - a module may carry its own preparation settings and a read-only file
+ *   image (custom sections, module_sections.ts): the image is unpacked once
+ *   per host and listed in `preopens`, so an interpreter and its standard
+ *   library run on any agent without agent-side configuration.
  *
  * @module
  */
 import binaryen from "binaryen";
 import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   ASYNCIFY_MEMORY_EXPORT,
@@ -30,6 +35,9 @@ import {
   SNOWFLOCK_MODULE,
 } from "./guest_abi.ts";
 import { GuestError } from "./errors.ts";
+import { isComplete, materializeImage } from "./image.ts";
+import { type ModuleSettings, splitModuleSections } from "./module_sections.ts";
+import type { Preopen } from "./wasi_fds.ts";
 import { WASI_MODULE, WASI_PREVIEW1_FUNCTIONS } from "./wasi_abi.ts";
 
 /** Bytes the host writes at `offset` before a fresh VM starts. */
@@ -66,6 +74,12 @@ export interface PreparedModule {
   heapBase: number | null;
   /** Size of the asyncify memory that holds the unwound stack of a fork. */
   asyncifyDataBytes: number;
+  /**
+   * Read-only directories the module brings (its `snowflock.image` section,
+   * unpacked on this host): every VM of the module gets them after the
+   * preopens its host gives it.
+   */
+  preopens?: Preopen[];
 }
 
 export interface PrepareOptions {
@@ -79,6 +93,27 @@ export interface PrepareOptions {
    * pointer then traps.
    */
   asyncifyIgnoreIndirect?: boolean;
+  /**
+   * Functions asyncify instruments besides those that reach a forking import
+   * by direct calls; their indirect calls are instrumented even with
+   * `asyncifyIgnoreIndirect` (binaryen's asyncify-addlist). With it, an
+   * interpreter instruments only the one path from `_start` through its eval
+   * loop to the function that calls `sf_clone`.
+   */
+  asyncifyAddList?: string[];
+  /**
+   * What binaryen optimizes after asyncify: the whole module, or only the
+   * add-listed functions and `asyncifyOptimizeList` (targeted
+   * instrumentation changes few functions; the rest stays the compiler's
+   * output). Default: "listed" when either list is given with
+   * `asyncifyIgnoreIndirect`, else "module". For a big interpreter it is
+   * seconds one way and minutes the other.
+   */
+  asyncifyOptimize?: "module" | "listed";
+  /** More functions to optimize after asyncify with "listed". */
+  asyncifyOptimizeList?: string[];
+  /** Where a module's image is unpacked (default: the OS temp dir). */
+  imageDir?: string;
 }
 
 /** Default maximum: the whole 32-bit address space. */
@@ -94,7 +129,7 @@ const GUEST_FEATURES = binaryen.Features.MutableGlobals | binaryen.Features.Atom
   binaryen.Features.CallIndirectOverlong;
 
 // Bumped whenever the pipeline's output changes, so cached entries are remade.
-const PIPELINE_VERSION = 1;
+const PIPELINE_VERSION = 2;
 
 // binaryen.js has these at run time but its typings lack them.
 interface DataSegmentInfo {
@@ -102,6 +137,9 @@ interface DataSegmentInfo {
   offset: number | null;
   data: ArrayBuffer;
   passive: boolean;
+}
+interface FunctionOptimizer {
+  optimizeFunction(name: string): void;
 }
 interface BinaryenModuleExtras {
   getNumDataSegments(): number;
@@ -116,9 +154,21 @@ interface BinaryenModuleExtras {
  */
 export function prepareModule(bytes: Uint8Array, options: PrepareOptions = {}): PreparedModule {
   checkIsWasm(bytes);
+  const split = splitModuleSections(bytes);
+  options = { ...optionsOf(split.settings), ...definedOnly(options) };
+  const preopens: Preopen[] = [];
+  if (split.image && split.settings?.image) {
+    const { guestPath, sha256: imageHash } = split.settings.image;
+    const dir = options.imageDir ?? join(tmpdir(), "snowflock-images");
+    preopens.push({
+      guestPath,
+      hostPath: materializeImage(split.image, imageHash, dir),
+      readOnly: true,
+    });
+  }
   let module: binaryen.Module;
   try {
-    module = binaryen.readBinary(bytes);
+    module = binaryen.readBinary(split.module);
   } catch (error) {
     throw new GuestError("Cannot load guest: binaryen cannot read the module", { cause: error });
   }
@@ -130,7 +180,18 @@ export function prepareModule(bytes: Uint8Array, options: PrepareOptions = {}): 
     const { initialPages, maxPages, dataSegments } = importSharedMemory(module, options);
     const heapBase = findHeapBase(module);
     const asyncifyPages = options.asyncifyPages ?? 1;
-    instrumentForks(module, asyncifyPages, options.asyncifyIgnoreIndirect ?? false);
+    const addList = options.asyncifyAddList ?? [];
+    const ignoreIndirect = options.asyncifyIgnoreIndirect ?? false;
+    instrumentForks(module, {
+      asyncifyPages,
+      ignoreIndirect,
+      addList,
+      optimize: options.asyncifyOptimize ??
+        ((addList.length > 0 || (options.asyncifyOptimizeList ?? []).length > 0) && ignoreIndirect
+          ? "listed"
+          : "module"),
+      optimizeList: options.asyncifyOptimizeList ?? [],
+    });
     if (!module.validate()) {
       throw new GuestError("Cannot load guest: prepared module does not validate");
     }
@@ -147,6 +208,7 @@ export function prepareModule(bytes: Uint8Array, options: PrepareOptions = {}): 
         globals.find((g) => g.type === "i32")?.name ?? null,
       heapBase,
       asyncifyDataBytes: asyncifyPages * PAGE,
+      preopens,
     };
   } finally {
     module.dispose();
@@ -164,7 +226,7 @@ export async function prepareModuleCached(
 ): Promise<PreparedModule> {
   const hit = await readPreparedCache(bytes, cacheDir, options);
   if (hit) return hit;
-  const prepared = prepareModule(bytes, options);
+  const prepared = prepareModule(bytes, { imageDir: join(cacheDir, "images"), ...options });
   await writePreparedCache(prepared, cacheKey(bytes, options), cacheDir);
   return prepared;
 }
@@ -196,6 +258,8 @@ export async function readPreparedCache(
     return segment;
   });
   if (at !== data.length) return null;
+  // An image directory someone removed is remade with the module.
+  if ((meta.module.preopens ?? []).some((p) => !isComplete(p.hostPath))) return null;
   return { ...meta.module, bytes: wasm, dataSegments };
 }
 
@@ -242,12 +306,33 @@ function cacheKey(bytes: Uint8Array, options: PrepareOptions): string {
     maxPages: options.maxPages ?? DEFAULT_MAX_PAGES,
     asyncifyPages: options.asyncifyPages ?? 1,
     asyncifyIgnoreIndirect: options.asyncifyIgnoreIndirect ?? false,
+    asyncifyAddList: options.asyncifyAddList ?? [],
+    asyncifyOptimize: options.asyncifyOptimize ?? null,
+    asyncifyOptimizeList: options.asyncifyOptimizeList ?? [],
   };
   return sha256(
     new TextEncoder().encode(
       `${PIPELINE_VERSION}:${sha256(bytes)}:${JSON.stringify(normalized)}`,
     ),
   );
+}
+
+/** The options a module's own `snowflock.prepare` section asks for. */
+function optionsOf(settings: ModuleSettings | null): PrepareOptions {
+  if (!settings) return {};
+  return definedOnly({
+    asyncifyAddList: settings.asyncifyAddList,
+    asyncifyIgnoreIndirect: settings.asyncifyIgnoreIndirect,
+    asyncifyPages: settings.asyncifyPages,
+    asyncifyOptimize: settings.asyncifyOptimize,
+    asyncifyOptimizeList: settings.asyncifyOptimizeList,
+  });
+}
+
+function definedOnly(options: PrepareOptions): PrepareOptions {
+  return Object.fromEntries(
+    Object.entries(options).filter(([, v]) => v !== undefined),
+  ) as PrepareOptions;
 }
 
 function sha256(bytes: Uint8Array): string {
@@ -390,8 +475,13 @@ function findHeapBase(module: binaryen.Module): number | null {
 
 function instrumentForks(
   module: binaryen.Module,
-  asyncifyPages: number,
-  ignoreIndirect: boolean,
+  { asyncifyPages, ignoreIndirect, addList, optimize, optimizeList }: {
+    asyncifyPages: number;
+    ignoreIndirect: boolean;
+    addList: string[];
+    optimize: "module" | "listed";
+    optimizeList: string[];
+  },
 ): void {
   const imports = FORKING_IMPORTS.map((name) => `${SNOWFLOCK_MODULE}.${name}`).join(",");
   const passArguments: Record<string, string | null> = {
@@ -399,6 +489,7 @@ function instrumentForks(
     "asyncify-in-secondary-memory": "true",
     "asyncify-secondary-memory-size": String(asyncifyPages),
     "asyncify-ignore-indirect": ignoreIndirect ? "true" : null,
+    "asyncify-addlist": addList.length > 0 ? addList.join(",") : null,
   };
   // binaryen's settings are process-wide: leave them as they were found.
   const levels = { optimize: binaryen.getOptimizeLevel(), shrink: binaryen.getShrinkLevel() };
@@ -408,7 +499,17 @@ function instrumentForks(
   try {
     module.runPasses(["asyncify"]);
     module.addMemoryExport("asyncify_memory", ASYNCIFY_MEMORY_EXPORT);
-    module.optimize();
+    if (optimize === "listed") {
+      // Targeted instrumentation changed few functions: the rest is the
+      // compiler's output as it was.
+      for (const name of new Set([...addList, ...optimizeList])) {
+        if (module.getFunction(name)) {
+          (module as unknown as FunctionOptimizer).optimizeFunction(name);
+        }
+      }
+    } else {
+      module.optimize();
+    }
   } finally {
     for (const key of Object.keys(passArguments)) binaryen.setPassArgument(key, null);
     binaryen.setOptimizeLevel(levels.optimize);

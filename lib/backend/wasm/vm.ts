@@ -182,7 +182,7 @@ export class WasmVm {
       globals: module.globals,
       stackPointer: module.stackPointer,
       asyncifyDataBytes: module.asyncifyDataBytes,
-      preopens: options.preopens,
+      preopens: [...options.preopens, ...(module.preopens ?? [])],
       ...run,
     };
     worker.postMessage(init);

@@ -84,6 +84,8 @@ export class WasiHost {
   #fds: FdTable;
   #onOutput: WasiOptions["onOutput"];
   #sleeper = new Int32Array(new SharedArrayBuffer(4));
+  /** Real host paths of the read-only preopens. */
+  #readOnly: string[];
 
   /** @throws {VmError} if a preopen or (for a clone) a descriptor cannot be opened. */
   constructor(options: WasiOptions) {
@@ -91,6 +93,13 @@ export class WasiHost {
     this.#args = [...options.args];
     this.#env = [...options.env];
     this.#onOutput = options.onOutput;
+    this.#readOnly = options.preopens.filter((p) => p.readOnly).map((p) => {
+      try {
+        return Deno.realPathSync(p.hostPath);
+      } catch {
+        return p.hostPath;
+      }
+    });
     this.#fds = options.fds
       ? FdTable.restore(options.fds, options.preopens)
       : FdTable.fresh(options.preopens);
@@ -253,6 +262,9 @@ export class WasiHost {
       ) => {
         const resolved = this.#resolve(dirFd, pathPtr, pathLen);
         if (typeof resolved === "number") return resolved;
+        const changes = (oflags & (OFLAGS.CREAT | OFLAGS.TRUNC)) !== 0 ||
+          (rightsBase & RIGHT_FD_WRITE) !== 0n;
+        if (changes && this.#isReadOnly(resolved.host)) return ERRNO.ROFS;
         const entry = openResolved(resolved, {
           directory: (oflags & OFLAGS.DIRECTORY) !== 0,
           create: (oflags & OFLAGS.CREAT) !== 0,
@@ -284,12 +296,14 @@ export class WasiHost {
       path_create_directory: (dirFd: number, pathPtr: number, pathLen: number) => {
         const resolved = this.#resolve(dirFd, pathPtr, pathLen);
         if (typeof resolved === "number") return resolved;
+        if (this.#isReadOnly(resolved.host)) return ERRNO.ROFS;
         Deno.mkdirSync(resolved.host);
         return ERRNO.SUCCESS;
       },
       path_unlink_file: (dirFd: number, pathPtr: number, pathLen: number) => {
         const resolved = this.#resolve(dirFd, pathPtr, pathLen);
         if (typeof resolved === "number") return resolved;
+        if (this.#isReadOnly(resolved.host)) return ERRNO.ROFS;
         if (Deno.lstatSync(resolved.host).isDirectory) return ERRNO.ISDIR;
         Deno.removeSync(resolved.host);
         return ERRNO.SUCCESS;
@@ -297,6 +311,7 @@ export class WasiHost {
       path_remove_directory: (dirFd: number, pathPtr: number, pathLen: number) => {
         const resolved = this.#resolve(dirFd, pathPtr, pathLen);
         if (typeof resolved === "number") return resolved;
+        if (this.#isReadOnly(resolved.host)) return ERRNO.ROFS;
         if (!Deno.lstatSync(resolved.host).isDirectory) return ERRNO.NOTDIR;
         Deno.removeSync(resolved.host);
         return ERRNO.SUCCESS;
@@ -313,6 +328,7 @@ export class WasiHost {
         if (typeof from === "number") return from;
         const to = this.#resolve(toFd, toPtr, toLen);
         if (typeof to === "number") return to;
+        if (this.#isReadOnly(from.host) || this.#isReadOnly(to.host)) return ERRNO.ROFS;
         Deno.renameSync(from.host, to.host);
         return ERRNO.SUCCESS;
       },
@@ -337,6 +353,10 @@ export class WasiHost {
   #string(ptr: number, len: number): string {
     // TextDecoder refuses views of shared memory: decode a copy.
     return decoder.decode(this.#bytes(ptr, len).slice());
+  }
+
+  #isReadOnly(host: string): boolean {
+    return this.#readOnly.some((root) => host === root || host.startsWith(`${root}/`));
   }
 
   #resolve(dirFd: number, pathPtr: number, pathLen: number): ReturnType<typeof resolvePath> {

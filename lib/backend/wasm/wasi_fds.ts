@@ -15,6 +15,8 @@ import { ERRNO, FDFLAGS } from "./wasi_abi.ts";
 export interface Preopen {
   guestPath: string;
   hostPath: string;
+  /** The guest may read but never create, change or remove anything here (EROFS). */
+  readOnly?: boolean;
 }
 
 export type FdKind = "stdin" | "stdout" | "stderr" | "preopen" | "file" | "dir";
