@@ -17,7 +17,7 @@ import {
   type ForkPoint,
   type GuestHooks,
   type PreparedModule,
-  prepareModuleCached,
+  prepareModuleOffThread,
   SF_ECLONE,
   SF_EINVAL,
   SF_ENOCKPT,
@@ -228,7 +228,7 @@ export class AgentVms {
       throw new Error(`Cannot fetch module ${hash.slice(0, 12)}: HTTP ${res.status}`);
     }
     const bytes = new Uint8Array(await res.arrayBuffer());
-    return await prepareModuleCached(bytes, this.#o.cacheDir);
+    return await prepareModuleOffThread(bytes, this.#o.cacheDir);
   }
 
   // ---- VMs ----

@@ -37,3 +37,4 @@ export type { FdKind, OutputStream, Preopen, WasiFdState, WasiState } from "./wa
 export { createGuestMemory, WasmVm } from "./vm.ts";
 export type { GuestHooks, ResumeOptions, StartOptions, VmExit } from "./vm.ts";
 export { holdWorkerPool, idleWorkers } from "./worker_pool.ts";
+export { prepareModuleOffThread } from "./prepare_off_thread.ts";
