@@ -30,6 +30,18 @@ const symbols = {
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   // int clock_gettime(clockid_t clockid, struct timespec *tp)
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  // int socket(int domain, int type, int protocol)
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int connect(int fd, const struct sockaddr *addr, socklen_t len)
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // ssize_t send(int fd, const void *buf, size_t len, int flags)
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  // ssize_t recv(int fd, void *buf, size_t len, int flags)
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  // int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  // int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   // int *__errno_location(void): this thread's errno.
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -74,8 +86,14 @@ export const Errno = {
   ENOTTY: 25,
   ENOSPC: 28,
   ENOSYS: 38,
+  EPIPE: 32,
   EPROTO: 71,
   EOPNOTSUPP: 95,
+  ECONNRESET: 104,
+  ETIMEDOUT: 110,
+  ECONNREFUSED: 111,
+  EHOSTUNREACH: 113,
+  EINPROGRESS: 115,
 } as const;
 
 const errnoNames = new Map<number, string>(Object.entries(Errno).map(([k, v]) => [v, k]));
@@ -205,6 +223,11 @@ export function madvise(address: number, length: number, advice: number): void {
 
 /** poll(2) event bits. */
 export const POLLIN = 0x1;
+/** poll(2): writable. */
+export const POLLOUT = 0x4;
+/** poll(2): error / hang-up (reported in revents whether asked or not). */
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
 /** sizeof(struct pollfd): int fd; short events; short revents. */
 export const POLLFD_SIZE = 8;
 
@@ -248,4 +271,111 @@ export function monotonicMicros(): number {
   check("clock_gettime", libc().clock_gettime(CLOCK_MONOTONIC, timespec));
   const view = timespecView!;
   return Number(view.getBigInt64(0, true)) * 1e6 + Number(view.getBigInt64(8, true)) / 1e3;
+}
+
+// ---- sockets (blocking I/O for worker threads; the main thread uses Deno's async sockets) ----
+
+const AF_INET = 2;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0x800;
+const SOCK_CLOEXEC = 0x80000;
+const IPPROTO_TCP = 6;
+const TCP_NODELAY = 1;
+const SOL_SOCKET = 1;
+const SO_ERROR = 4;
+const SO_RCVBUF = 8;
+/** send(2)/recv(2) flag: do not block. */
+export const MSG_DONTWAIT = 0x40;
+/** send(2) flag: no SIGPIPE on a closed peer (EPIPE instead). */
+export const MSG_NOSIGNAL = 0x4000;
+
+/**
+ * A non-blocking TCP connection to `ipv4:port` with TCP_NODELAY, connected within `timeoutMs`
+ * (a SYN that is never answered would otherwise block for minutes). Throws SyscallError naming
+ * the address.
+ */
+export function tcpConnect(ipv4: string, port: number, timeoutMs: number): number {
+  const octets = ipv4.split(".").map(Number);
+  if (
+    octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255) ||
+    !Number.isInteger(port) || port <= 0 || port > 65535
+  ) {
+    throw new TypeError(`Cannot connect to ${ipv4}:${port}: not an IPv4 address and port`);
+  }
+  const where = `connect to ${ipv4}:${port}`;
+  const fd = check(where, libc().socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  try {
+    // struct sockaddr_in: u16 family (host order), u16 port and u32 address (network order),
+    // 8 zero bytes: 16 bytes, read during the synchronous connect only.
+    const addr = new Uint8Array(16);
+    const v = new DataView(addr.buffer);
+    v.setUint16(0, AF_INET, true);
+    v.setUint16(2, port, false);
+    addr.set(octets, 4);
+    const r = check(where, libc().connect(fd, addr, 16), [Errno.EINPROGRESS]);
+    if (r < 0) {
+      const pfd = new Uint8Array(POLLFD_SIZE);
+      const pv = new DataView(pfd.buffer);
+      pv.setInt32(0, fd, true);
+      pv.setInt16(4, POLLOUT, true);
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const left = Math.max(0, Math.ceil(deadline - performance.now()));
+        const n = poll(pfd, 1, left);
+        if (n > 0) break;
+        if (n === 0) {
+          throw new SyscallError(`Cannot ${where}: ETIMEDOUT (${timeoutMs} ms)`, Errno.ETIMEDOUT);
+        }
+      }
+      // SO_ERROR: int, 4 bytes; socklen_t length 4; both read/written during the call.
+      const err = new Int32Array(1);
+      const len = new Uint32Array([4]);
+      const u8 = (a: Int32Array | Uint32Array) => new Uint8Array(a.buffer);
+      check(where, libc().getsockopt(fd, SOL_SOCKET, SO_ERROR, u8(err), u8(len)));
+      if (err[0] !== 0) {
+        throw new SyscallError(`Cannot ${where}: ${errnoName(err[0])} (${err[0]})`, err[0]);
+      }
+    }
+    setIntOption(fd, IPPROTO_TCP, TCP_NODELAY, 1, "set TCP_NODELAY");
+    return fd;
+  } catch (e) {
+    libc().close(fd);
+    throw e;
+  }
+}
+
+/** setsockopt(fd, level, name, int value) */
+function setIntOption(fd: number, level: number, name: number, value: number, op: string): void {
+  // int option value: 4 bytes, read during the synchronous call.
+  const v = new Uint8Array(new Int32Array([value]).buffer);
+  check(op, libc().setsockopt(fd, level, name, v, 4));
+}
+
+/** Ask for a receive buffer of `bytes` (the kernel may cap it at net.core.rmem_max). */
+export function setReceiveBuffer(fd: number, bytes: number): void {
+  setIntOption(fd, SOL_SOCKET, SO_RCVBUF, bytes, "set SO_RCVBUF");
+}
+
+/** send(fd, buf, flags | MSG_NOSIGNAL); bytes sent, or -errno for an allowed errno. */
+export function send(
+  op: string,
+  fd: number,
+  buf: Uint8Array,
+  flags: number,
+  allow?: readonly number[],
+): number {
+  // Synchronous call: the kernel copies from `buf` before returning.
+  return check(op, libc().send(fd, buf, BigInt(buf.byteLength), flags | MSG_NOSIGNAL), allow);
+}
+
+/** recv(fd, buf, flags); bytes received (0 = peer closed), or -errno for an allowed errno. */
+export function recv(
+  op: string,
+  fd: number,
+  buf: Uint8Array,
+  flags: number,
+  allow?: readonly number[],
+): number {
+  // Synchronous call: the kernel writes into `buf` before returning.
+  return check(op, libc().recv(fd, buf, BigInt(buf.byteLength), flags), allow);
 }

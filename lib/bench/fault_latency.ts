@@ -1,12 +1,15 @@
 /**
  * `bench fault-latency`: memtap fault service time (fault read → page installed) with the memory
- * server on another namespace host and on this host, and batched throughput (a whole memory
- * fetched through memtap at once), side by side in one run.
+ * server on another namespace host, with the parent's snapshot in this process (a local clone),
+ * and over loopback; and batched throughput (a whole memory fetched through memtap at once),
+ * side by side in one run. Faults are resolved by the fault worker itself (memtap `direct`), as
+ * the agent does; `source_*` figures time the old path through the main thread for comparison.
  */
 import { toHex } from "../backend/wasm/fork_descriptor.ts";
 import { ForkPages } from "../memory/fork_pages.ts";
-import { Memtap } from "../memory/memtap.ts";
+import { Memtap, type MemtapDirect } from "../memory/memtap.ts";
 import { PAGE_PRESENT } from "../memory/page_mark.ts";
+import { Snapshot } from "../memory/snapshot.ts";
 import { UnicastPageClient } from "../memory/unicast/client.ts";
 import { createHosts, netnsAvailable } from "../../tests/harness/netns.ts";
 
@@ -21,10 +24,19 @@ export interface FaultLatencyReport {
   /** Memory server on another namespace host; null where namespaces are unavailable. */
   p50_us: number | null;
   p99_us: number | null;
+  /** A local clone: the parent's snapshot in this process, read by the fault worker. */
   local_p50_us: number;
   local_p99_us: number;
-  /** Pages per second fetched and installed with batching (same host). */
+  /** Memory server in another process on this host, over loopback TCP. */
+  loopback_p50_us: number;
+  loopback_p99_us: number;
+  /** Pages per second fetched and installed with batching from the loopback memory server. */
   pages_per_s: number;
+  /** Pages per second installed with batching from a snapshot in this process. */
+  local_pages_per_s: number;
+  /** The previous path (fault worker → main thread → page client) over loopback. */
+  source_p50_us: number;
+  source_pages_per_s: number;
   note?: string;
 }
 
@@ -47,14 +59,29 @@ export async function benchFaultLatency(o: FaultLatencyOptions = {}): Promise<Fa
   let note: string | undefined;
   try {
     const address = await firstLine(local.stdout);
-    const near = await faultRun(address, forkId, key, pages, faults);
-    const throughput = await batchRun(address, forkId, key, pages, batch);
+    const unicast = (server: string): Via => ({ server, direct: true });
+    const loopback = await faultRun(unicast(address), forkId, key, pages, faults);
+    const throughput = await batchRun(unicast(address), forkId, key, pages, batch);
+    const viaSource: Via = { server: address, direct: false };
+    const oldPath = await faultRun(viaSource, forkId, key, pages, faults);
+    const oldThroughput = await batchRun(viaSource, forkId, key, pages, batch);
+    const parent = snapshotParent(pages);
+    let near: { p50: number; p99: number };
+    let localThroughput: number;
+    try {
+      await parent.snapshot.ready;
+      const via: Via = { server: address, direct: true, snapshot: parent.snapshot };
+      near = await faultRun(via, forkId, key, pages, faults);
+      localThroughput = await batchRun(via, forkId, key, pages, batch);
+    } finally {
+      await parent.snapshot.release();
+    }
     const available = netnsAvailable();
     if (available.ok) {
       await using net = await createHosts(1);
       const proc = net.spawn(0, [deno, "run", "-A", MAIN, net.hosts[0].address, ...serve]);
       const line = await proc.waitForLine(/^serving /);
-      remote = await faultRun(line.slice("serving ".length), forkId, key, pages, faults);
+      remote = await faultRun(unicast(line.slice("serving ".length)), forkId, key, pages, faults);
     } else {
       note = `no namespace host: ${available.reason}`;
     }
@@ -63,7 +90,12 @@ export async function benchFaultLatency(o: FaultLatencyOptions = {}): Promise<Fa
       p99_us: remote ? round(remote.p99) : null,
       local_p50_us: round(near.p50),
       local_p99_us: round(near.p99),
+      loopback_p50_us: round(loopback.p50),
+      loopback_p99_us: round(loopback.p99),
       pages_per_s: Math.round(throughput),
+      local_pages_per_s: Math.round(localThroughput),
+      source_p50_us: round(oldPath.p50),
+      source_pages_per_s: Math.round(oldThroughput),
       ...(note ? { note } : {}),
     };
   } finally {
@@ -84,8 +116,33 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
   return text.split("\n")[0].slice("serving ".length);
 }
 
-async function openTap(server: string, forkId: Uint8Array, key: Uint8Array, pages: number) {
-  const client = new UnicastPageClient({ forkId, key, server, pageSize: 4096, pageCount: pages });
+/** How the clone gets its pages: the worker itself (unicast or a snapshot), or the old path. */
+interface Via {
+  server: string;
+  direct: boolean;
+  snapshot?: Snapshot;
+}
+
+/** A parent memory of `pages` pages of 0x5a (as the page server's), captured copy-on-write. */
+function snapshotParent(pages: number): { snapshot: Snapshot } {
+  const memory = new WebAssembly.Memory({
+    initial: Math.ceil(pages / 16),
+    maximum: Math.ceil(pages / 16),
+    shared: true,
+  });
+  new Uint8Array(memory.buffer).fill(0x5a);
+  return { snapshot: Snapshot.capture({ memory }) };
+}
+
+async function openTap(via: Via, forkId: Uint8Array, key: Uint8Array, pages: number) {
+  const server = via.server;
+  const access = { forkId, key, server, pageSize: 4096, pageCount: pages };
+  const client = new UnicastPageClient(access);
+  const direct: MemtapDirect | undefined = !via.direct
+    ? undefined
+    : via.snapshot
+    ? { kind: "snapshot", buffers: via.snapshot.sharedBuffers() }
+    : { kind: "unicast", access };
   const fork = new ForkPages(client);
   const memory = new WebAssembly.Memory({
     initial: Math.ceil(pages / 16),
@@ -97,6 +154,7 @@ async function openTap(server: string, forkId: Uint8Array, key: Uint8Array, page
     pageMap: new Uint8Array(pages).fill(PAGE_PRESENT),
     source: fork.source,
     fetchTimeoutMs: 15_000,
+    ...(direct ? { direct } : {}),
   });
   fork.attach(memtap);
   return {
@@ -112,13 +170,13 @@ async function openTap(server: string, forkId: Uint8Array, key: Uint8Array, page
 
 /** Touch `faults` pages one at a time from a worker; memtap times each fault. */
 async function faultRun(
-  server: string,
+  via: Via,
   forkId: Uint8Array,
   key: Uint8Array,
   pages: number,
   faults: number,
 ): Promise<{ p50: number; p99: number }> {
-  const tap = await openTap(server, forkId, key, pages);
+  const tap = await openTap(via, forkId, key, pages);
   try {
     const worker = new Worker(new URL("./touch_worker.ts", import.meta.url), { type: "module" });
     const done = new Promise<void>((resolve, reject) => {
@@ -132,6 +190,9 @@ async function faultRun(
     await done;
     worker.terminate();
     const s = tap.memtap.stats();
+    if (via.direct && s.resolver === "source") {
+      throw new Error(`Cannot measure direct faults: ${s.directFailure}`);
+    }
     return { p50: s.faultP50Us, p99: s.faultP99Us };
   } finally {
     await tap.close();
@@ -140,13 +201,13 @@ async function faultRun(
 
 /** Fetch `count` pages at once through memtap; pages per second. */
 async function batchRun(
-  server: string,
+  via: Via,
   forkId: Uint8Array,
   key: Uint8Array,
   pages: number,
   count: number,
 ): Promise<number> {
-  const tap = await openTap(server, forkId, key, pages);
+  const tap = await openTap(via, forkId, key, pages);
   try {
     const t0 = performance.now();
     await tap.memtap.fill();

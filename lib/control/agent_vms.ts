@@ -44,9 +44,9 @@ import {
   type Heuristic,
   heuristicsFromEnv,
 } from "../memory/heuristics.ts";
-import { Memtap } from "../memory/memtap.ts";
+import { Memtap, type MemtapDirect } from "../memory/memtap.ts";
 import { MemoryServer } from "../memory/server.ts";
-import { Snapshot } from "../memory/snapshot.ts";
+import { prepareSnapshots, releaseSnapshots, Snapshot } from "../memory/snapshot.ts";
 import type {
   ForkAccess,
   PageClient,
@@ -177,8 +177,14 @@ export class AgentVms {
           "clones fetch all of it before they run (eager)",
       );
       this.#mode = "eager";
+    } else {
+      // Parents' memories are write-protected on this thread's behalf at fork (shorter pause).
+      prepareSnapshots();
+      this.#snapshotsPrepared = true;
     }
   }
+
+  #snapshotsPrepared = false;
 
   /** "lazy" or "eager": how this agent's clones get their memory. */
   get memoryMode(): MemoryMode {
@@ -205,6 +211,8 @@ export class AgentVms {
     for (const served of this.#served.values()) clearInterval(served.timer);
     this.#served.clear();
     await this.#memoryServer.close();
+    if (this.#snapshotsPrepared) releaseSnapshots();
+    this.#snapshotsPrepared = false;
   }
 
   // ---- modules ----
@@ -413,7 +421,8 @@ export class AgentVms {
     await this.#completeMemory(vm);
     if (this.#uffd) {
       try {
-        const snapshot = Snapshot.capture({ memory });
+        // Protected off this thread: the master's answer to fork.begin arrives meanwhile.
+        const snapshot = await Snapshot.captureAsync({ memory });
         return { reader: snapshot, snapshot };
       } catch (e) {
         this.#o.logger.warn("copy-on-write capture failed; copying the memory", {
@@ -596,7 +605,10 @@ export class AgentVms {
           new Uint8Array(mem.buffer).set(await eager);
           stats = this.#eagerStats(d.pageMap, access);
         } else {
-          stats = await this.#openMemtap(vm, fork, d.pageMap, mem, openClient);
+          stats = await this.#openMemtap(vm, fork, d.pageMap, mem, openClient, {
+            access,
+            unicast: !(mcdist && !local),
+          });
         }
         vm.vm = await WasmVm.resume({
           module,
@@ -691,6 +703,7 @@ export class AgentVms {
     pageMap: Uint8Array,
     memory: WebAssembly.Memory,
     openClient: () => Promise<PageClient>,
+    route: { access: ForkAccess; unicast: boolean },
   ): Promise<() => CloneMemoryStats> {
     let shared = this.#clientForks.get(fork);
     if (shared === undefined) {
@@ -710,6 +723,7 @@ export class AgentVms {
         source: pages.source,
         fetchTimeoutMs: MEMTAP_FETCH_TIMEOUT_MS,
         retries: 1,
+        ...this.#directRoute(fork, route),
       });
     } catch (e) {
       if (--shared.users === 0) {
@@ -720,6 +734,12 @@ export class AgentVms {
     }
     pages.attach(memtap);
     vm.memtap = { memtap, fork, pages };
+    const opened = memtap.stats();
+    this.#o.logger.debug("memtap open", {
+      vm: vm.id,
+      resolver: opened.resolver,
+      ...(opened.directFailure ? { directFailure: opened.directFailure } : {}),
+    });
     return () => {
       const m = memtap.stats();
       const t = pages.client.stats();
@@ -729,16 +749,37 @@ export class AgentVms {
         pagesFetched: m.pagesFetched,
         pagesAvoided: m.pagesAvoided,
         pagesUnrequested: m.pagesInstalledUnrequested,
-        // The transport figures are those of the host's client, shared by its clones of the fork.
-        bytesReceived: t.bytesReceived,
+        // The host's client (shared by its clones of the fork) plus this clone's own connection.
+        bytesReceived: t.bytesReceived + m.direct.bytesReceived,
         multicastBytes: t.multicastBytes,
-        unicastBytes: t.bytesReceived - t.multicastBytes,
+        unicastBytes: t.bytesReceived - t.multicastBytes + m.direct.bytesReceived,
         retransmits: t.retransmits + m.pagesReRequested,
         faultP50Us: m.faultP50Us,
         faultP99Us: m.faultP99Us,
         stalledMs: m.stalledMs,
       };
     };
+  }
+
+  /**
+   * How the clone's fault worker resolves PRESENT pages itself, with no main-thread hop: from
+   * the parent's snapshot when this agent serves the fork (a clone on the parent's host), else
+   * over its own connection to the unicast memory server. Clones fed by mcdist keep the page
+   * client (pages arriving by multicast are installed by the main thread).
+   */
+  #directRoute(
+    fork: string,
+    route: { access: ForkAccess; unicast: boolean },
+  ): { direct?: MemtapDirect } {
+    const snapshot = this.#served.get(fork)?.snapshot;
+    if (snapshot !== undefined) {
+      try {
+        return { direct: { kind: "snapshot", buffers: snapshot.sharedBuffers() } };
+      } catch {
+        // released or broken: fall through to the memory server
+      }
+    }
+    return route.unicast ? { direct: { kind: "unicast", access: route.access } } : {};
   }
 
   /** A lazy clone whose pages cannot be fetched any more is failed, never left hanging. */

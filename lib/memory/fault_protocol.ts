@@ -19,7 +19,28 @@ export const CONTROL_SLOTS = 1;
 /** memtap stats slot: page-fault messages read. */
 export const STAT_FAULTS = 0;
 /** memtap stats slots 1..4: pages installed as zero for marks 2..5 (slot = mark - 1). */
-export const STAT_SLOTS = 5;
+/** memtap stats slot 5: PRESENT pages the worker installed itself (direct resolution). */
+export const STAT_FETCHED = 5;
+/** Int32 slots in a memtap's stats array. */
+export const STAT_SLOTS = 6;
+
+/** memtap timing slots (Float64Array, written by the worker only): faults timed. */
+export const TIME_COUNT = 0;
+/** Sum of fault service times (µs). */
+export const TIME_STALLED_US = 1;
+/** Bytes and frames the worker received / sent over its own connection. */
+export const TIME_BYTES_RX = 2;
+export const TIME_BYTES_TX = 3;
+export const TIME_PACKETS_RX = 4;
+export const TIME_PACKETS_TX = 5;
+/** Frames rejected (bad MAC, out of order). */
+export const TIME_REJECTED = 6;
+/** First slot of the latency ring (fault read → page installed, µs). */
+export const TIME_RING = 8;
+/** Latencies kept in the ring. */
+export const LATENCY_RING = 65536;
+/** Float64 slots in a memtap's timing array. */
+export const TIME_SLOTS = TIME_RING + LATENCY_RING;
 
 /** snapshot stats slot: write-protect faults seen while the snapshot was active. */
 export const SNAP_WP_FAULTS = 0;
@@ -40,6 +61,29 @@ export interface InitCommon {
   control: SharedArrayBuffer;
 }
 
+/**
+ * PRESENT pages resolved by the worker itself from a snapshot in this process: the parent's live
+ * memory, unless the snapshot saved the page before the parent's first write (snapshot.ts).
+ */
+export interface DirectSnapshot {
+  kind: "snapshot";
+  live: SharedArrayBuffer;
+  store: SharedArrayBuffer;
+  /** Uint8Array(pages): 1 once the page is in `store`. */
+  saved: SharedArrayBuffer;
+}
+
+/** PRESENT pages fetched by the worker itself over its own unicast connection (WIRE.md). */
+export interface DirectUnicast {
+  kind: "unicast";
+  ipv4: string;
+  port: number;
+  forkId: Uint8Array;
+  key: Uint8Array;
+  /** Nothing heard this long with pages outstanding: give up and fall back. */
+  idleTimeoutMs: number;
+}
+
 /** Lazy memory: resolve missing faults (zero pages locally, others asked for). */
 export interface InitMemtap extends InitCommon {
   role: "memtap";
@@ -49,6 +93,10 @@ export interface InitMemtap extends InitCommon {
   state: SharedArrayBuffer;
   /** Int32Array(STAT_SLOTS). */
   stats: SharedArrayBuffer;
+  /** Float64Array(TIME_SLOTS). */
+  timing: SharedArrayBuffer;
+  /** Resolve PRESENT pages in the worker; absent: report them to the owner ("fault"). */
+  direct?: DirectSnapshot | DirectUnicast;
 }
 
 /** Copy-on-write: save then un-protect write-protected pages. */
@@ -75,14 +123,53 @@ export interface RemoveSnapshot {
   id: number;
 }
 
+/** Install every PRESENT page still missing (direct resolution only), then answer "filled". */
+export interface FillMemory {
+  kind: "fill";
+  gen: number;
+}
+
 /** Leave the serve loop for good and answer "stopped". */
 export interface StopWorker {
   kind: "stop";
   gen: number;
 }
 
+/**
+ * A worker that only write-protects ranges for snapshots (write_tracker.ts), so the main thread
+ * is free (e.g. to talk to the master) while a big parent memory is being protected. It answers
+ * every {@link ProtectRange} with {@link RangeProtected}, in order.
+ */
+export interface InitProtector {
+  kind: "init-protector";
+}
+
+/** UFFDIO_WRITEPROTECT [start, start+len) of `uffd` with `mode`. */
+export interface ProtectRange {
+  kind: "protect";
+  id: number;
+  uffd: number;
+  start: number;
+  len: number;
+  mode: bigint;
+}
+
+/** Answer to a {@link ProtectRange}; `error` is set when the ioctl failed. */
+export interface RangeProtected {
+  kind: "protected";
+  id: number;
+  micros: number;
+  error?: string;
+}
+
 /** Owner → worker. */
-export type ToWorker = InitMemtap | InitSnapshot | AddSnapshot | RemoveSnapshot | StopWorker;
+export type ToWorker =
+  | InitMemtap
+  | InitSnapshot
+  | AddSnapshot
+  | RemoveSnapshot
+  | FillMemory
+  | StopWorker;
 
 /** Worker → owner. */
 export type FromWorker =
@@ -90,7 +177,14 @@ export type FromWorker =
   | { kind: "stopped" }
   | { kind: "error"; message: string }
   /** Missing PRESENT pages, each newly marked requested; `at` = monotonicMicros() of the read. */
-  | { kind: "fault"; pages: number[]; at: number };
+  | { kind: "fault"; pages: number[]; at: number }
+  /** Every PRESENT page is installed (answer to "fill"). */
+  | { kind: "filled" }
+  /**
+   * Direct resolution stopped (connection lost, bad frame, silence): the worker reports every
+   * page it still owed as a "fault" right after, and from now on reports faults to the owner.
+   */
+  | { kind: "direct-failed"; message: string };
 
 /** memtap page states. */
 export const STATE_MISSING = 0;

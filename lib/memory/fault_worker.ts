@@ -19,6 +19,12 @@
 
 import { Errno, monotonicMicros, poll, POLLFD_SIZE, POLLIN, read } from "../../native/libc.ts";
 import {
+  type DirectContext,
+  DirectError,
+  SnapshotResolver,
+  UnicastResolver,
+} from "./fault_direct.ts";
+import {
   UFFD_EVENT_PAGEFAULT,
   UFFD_PAGEFAULT_FLAG_WP,
   UFFD_STRUCT_SIZE,
@@ -30,7 +36,10 @@ import {
   type FromWorker,
   GEN,
   type InitMemtap,
+  type InitProtector,
   type InitSnapshot,
+  type ProtectRange,
+  type RangeProtected,
   SNAP_PAGES_SAVED,
   SNAP_WP_FAULTS,
   STAT_FAULTS,
@@ -60,8 +69,8 @@ let knownGen = 0;
 // Fault messages read in one read(2); 64 × 32 bytes, owned by this thread for its lifetime.
 const msgBuf = new Uint8Array(BATCH * MSG);
 const msgView = new DataView(msgBuf.buffer);
-// Two struct pollfd (uffd, eventfd), 8 bytes each, owned by this thread for its lifetime.
-const pollFds = new Uint8Array(2 * POLLFD_SIZE);
+// Three struct pollfd (uffd, eventfd, direct socket), 8 bytes each, owned by this thread.
+const pollFds = new Uint8Array(3 * POLLFD_SIZE);
 const pollView = new DataView(pollFds.buffer);
 // eventfd counter (u64): 8 bytes, read synchronously.
 const eventBuf = new Uint8Array(8);
@@ -72,6 +81,10 @@ let stash: Uint8Array | undefined;
 let marks: Uint8Array;
 let state: Uint8Array;
 let stats: Int32Array;
+/** Direct resolution of PRESENT pages (memtap role), while it works. */
+let direct: SnapshotResolver | UnicastResolver | undefined;
+/** Poll interval while pages are outstanding on the direct connection (idle check). */
+const IDLE_CHECK_MS = 100;
 // snapshot role
 let live: Uint8Array;
 const snapshots = new Map<number, SnapshotTarget>();
@@ -92,9 +105,44 @@ function setUp(message: InitMemtap | InitSnapshot): void {
     marks = new Uint8Array(message.marks);
     state = new Uint8Array(message.state);
     stats = new Int32Array(message.stats);
+    openDirect(message);
   } else {
     live = new Uint8Array(message.memory);
   }
+}
+
+function openDirect(message: InitMemtap): void {
+  const d = message.direct;
+  if (d === undefined) return;
+  const ctx: DirectContext = {
+    uffd: message.uffd,
+    base: message.base,
+    pageSize: message.pageSize,
+    pageCount: message.pageCount,
+    marks,
+    state,
+    stats,
+    timing: new Float64Array(message.timing),
+  };
+  try {
+    direct = d.kind === "snapshot" ? new SnapshotResolver(ctx, d) : UnicastResolver.open(ctx, d);
+  } catch (e) {
+    post({ kind: "direct-failed", message: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+/** Direct resolution failed: hand what it owed to the owner, who serves faults from now on. */
+function dropDirect(error: unknown): void {
+  const resolver = direct;
+  if (resolver === undefined) return;
+  direct = undefined;
+  const owed = resolver instanceof UnicastResolver ? resolver.owed() : [];
+  if (resolver instanceof UnicastResolver) resolver.close();
+  if (!(error instanceof DirectError) && !(error instanceof Error)) {
+    error = new Error(String(error));
+  }
+  post({ kind: "direct-failed", message: (error as Error).message });
+  if (owed.length > 0) post({ kind: "fault", pages: owed, at: monotonicMicros() });
 }
 
 /** Serve faults until a command arrives (the generation moves). */
@@ -111,10 +159,27 @@ function serve(): void {
       handle(msgBuf, n / MSG);
       continue;
     }
-    // Nothing queued: sleep until a fault or a command.
+    const net = direct instanceof UnicastResolver ? direct : undefined;
+    if (net !== undefined) {
+      try {
+        net.drain();
+        net.checkIdle();
+        if (net.filled()) post({ kind: "filled" });
+      } catch (e) {
+        dropDirect(e);
+      }
+    }
+    // Nothing queued: sleep until a fault, a command or (direct) pages.
     pollView.setInt16(6, 0, true);
     pollView.setInt16(14, 0, true);
-    poll(pollFds, 2, -1);
+    pollView.setInt16(22, 0, true);
+    if (net !== undefined && direct === net) {
+      pollView.setInt32(16, net.fd, true);
+      pollView.setInt16(20, POLLIN, true);
+      poll(pollFds, 3, net.outstanding > 0 ? IDLE_CHECK_MS : -1);
+    } else {
+      poll(pollFds, 2, -1);
+    }
     if (pollView.getInt16(14, true) & POLLIN) read("read eventfd", efd, eventBuf, AGAIN);
   }
 }
@@ -138,6 +203,7 @@ function flagsOf(bytes: Uint8Array, index: number): number {
 function handleMissing(bytes: Uint8Array, count: number): void {
   const { pageCount, pageSize, base, uffd } = init!;
   let pages: number[] | undefined;
+  const at = monotonicMicros();
   for (let i = 0; i < count; i++) {
     if (bytes[i * MSG] !== UFFD_EVENT_PAGEFAULT) continue;
     Atomics.add(stats, STAT_FAULTS, 1);
@@ -147,6 +213,8 @@ function handleMissing(bytes: Uint8Array, count: number): void {
       // Ask once: whoever moves it from missing owns the request.
       if (Atomics.compareExchange(state, page, STATE_MISSING, STATE_REQUESTED) === STATE_MISSING) {
         (pages ??= []).push(page);
+      } else if (direct instanceof UnicastResolver) {
+        direct.noteFault(page, at); // asked for by fill(): time the fault that now waits on it
       }
     } else if (
       Atomics.compareExchange(state, page, STATE_MISSING, STATE_PRESENT) === STATE_MISSING
@@ -156,7 +224,18 @@ function handleMissing(bytes: Uint8Array, count: number): void {
       uffdWake(uffd, base + page * pageSize, pageSize); // already zero-filled: just wake
     }
   }
-  if (pages !== undefined) post({ kind: "fault", pages, at: monotonicMicros() });
+  if (pages === undefined) return;
+  if (direct !== undefined) {
+    try {
+      direct.request(pages, at);
+      return;
+    } catch (e) {
+      if (direct instanceof SnapshotResolver) throw e; // a bug, not a lost connection
+      dropDirect(e); // reports what the resolver owed, these pages included
+      return;
+    }
+  }
+  post({ kind: "fault", pages, at });
 }
 
 /** Zero-fill `first` (already claimed) and the missing avoided pages after it. */
@@ -218,12 +297,34 @@ function apply(message: ToWorker): void {
     case "remove":
       snapshots.delete(message.id);
       break;
+    case "fill":
+      fill();
+      break;
     case "stop":
+      if (direct instanceof UnicastResolver) direct.close();
+      direct = undefined;
       break;
     default:
       throw new TypeError(`Cannot apply command ${(message as ToWorker).kind}`);
   }
   knownGen = message.gen;
+}
+
+/** Install every PRESENT page still missing through the direct resolver. */
+function fill(): void {
+  const resolver = direct;
+  if (resolver === undefined) return; // the owner fills through its page source
+  if (resolver instanceof SnapshotResolver) {
+    resolver.fill();
+    post({ kind: "filled" });
+    return;
+  }
+  try {
+    resolver.fill();
+    if (resolver.filled()) post({ kind: "filled" });
+  } catch (e) {
+    dropDirect(e);
+  }
 }
 
 function resume(): void {
@@ -236,8 +337,28 @@ function resume(): void {
   serve();
 }
 
-self.onmessage = (event: MessageEvent<ToWorker>) => {
+/** The protector role (fault_protocol.ts): write-protect ranges on request, nothing else. */
+function protect(message: ProtectRange): void {
+  const t0 = monotonicMicros();
+  let error: string | undefined;
+  try {
+    uffdWriteprotect(message.uffd, message.start, message.len, message.mode);
+  } catch (e) {
+    error = e instanceof Error ? e.message : String(e);
+  }
+  const answer: RangeProtected = {
+    kind: "protected",
+    id: message.id,
+    micros: monotonicMicros() - t0,
+    ...(error !== undefined ? { error } : {}),
+  };
+  self.postMessage(answer);
+}
+
+self.onmessage = (event: MessageEvent<ToWorker | InitProtector | ProtectRange>) => {
   const message = event.data;
+  if (message.kind === "protect") return protect(message);
+  if (message.kind === "init-protector") return post({ kind: "ready" });
   try {
     if (message.kind === "init") {
       setUp(message);

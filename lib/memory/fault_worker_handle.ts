@@ -25,6 +25,8 @@ export class FaultWorkerError extends Error {
 /** What the worker reports besides readiness. */
 export interface FaultWorkerEvents {
   onFault?(pages: number[], at: number): void;
+  onFilled?(): void;
+  onDirectFailed?(message: string): void;
   onError(error: FaultWorkerError): void;
 }
 
@@ -33,6 +35,42 @@ type Init =
   | Omit<InitSnapshot, "control" | "efd" | "kind">;
 type Command = ToWorker extends infer T ? T extends { gen: number } ? Omit<T, "gen"> : never
   : never;
+
+const WORKER_URL = new URL("./fault_worker.ts", import.meta.url);
+
+/**
+ * One fault worker started ahead of time: starting a Worker blocks the starting thread for
+ * ~10–20 ms, which inside a parent's pause (a snapshot's worker) or a clone's start (memtap's)
+ * is pure delay. A handle takes the spare at once; a new spare is started shortly after, when
+ * the caller's critical section is over.
+ */
+let spare: Worker | undefined;
+let spareUsers = 0;
+const SPARE_REFILL_MS = 250;
+
+/** Keep a spare fault worker ready (counted: one {@link releaseFaultWorkers} each). */
+export function prepareFaultWorkers(): void {
+  spareUsers++;
+  spare ??= new Worker(WORKER_URL, { type: "module" });
+}
+
+/** Undo one {@link prepareFaultWorkers}; the last one ends the spare. */
+export function releaseFaultWorkers(): void {
+  if (spareUsers === 0 || --spareUsers > 0) return;
+  spare?.terminate();
+  spare = undefined;
+}
+
+function takeSpare(): Worker | undefined {
+  const worker = spare;
+  spare = undefined;
+  if (worker !== undefined) {
+    setTimeout(() => {
+      if (spareUsers > 0) spare ??= new Worker(WORKER_URL, { type: "module" });
+    }, SPARE_REFILL_MS);
+  }
+  return worker;
+}
 
 // eventfd increment (u64 1), 8 bytes; written synchronously.
 const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
@@ -57,14 +95,20 @@ export class FaultWorkerHandle {
     this.ready = ready.promise;
     this.ready.catch(() => {}); // reported through onError as well
     const message = { ...init, kind: "init", efd: this.#efd, control: this.#control.buffer };
-    // Spawning a Worker blocks this thread for ~10–20 ms: do it after the caller's critical
-    // section (a snapshot capture pauses the parent); commands issued meanwhile wait in #queue.
-    setTimeout(() => this.#spawn(message, ready), 0);
+    // Spawning a Worker blocks this thread for ~10–20 ms: take the spare if there is one, else
+    // spawn after the caller's critical section (a snapshot capture pauses the parent);
+    // commands issued meanwhile wait in #queue.
+    const ahead = takeSpare();
+    if (ahead !== undefined) this.#spawn(message, ready, ahead);
+    else setTimeout(() => this.#spawn(message, ready), 0);
   }
 
-  #spawn(init: unknown, ready: PromiseWithResolvers<void>): void {
-    if (this.#efd < 0) return; // stopped before it started
-    const worker = new Worker(new URL("./fault_worker.ts", import.meta.url), { type: "module" });
+  #spawn(init: unknown, ready: PromiseWithResolvers<void>, ahead?: Worker): void {
+    if (this.#efd < 0) { // stopped before it started
+      ahead?.terminate();
+      return;
+    }
+    const worker = ahead ?? new Worker(WORKER_URL, { type: "module" });
     this.#worker = worker;
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
@@ -74,6 +118,12 @@ export class FaultWorkerHandle {
           break;
         case "ready":
           ready.resolve();
+          break;
+        case "filled":
+          this.#events.onFilled?.();
+          break;
+        case "direct-failed":
+          this.#events.onDirectFailed?.(message.message);
           break;
         case "stopped":
           this.#finish();

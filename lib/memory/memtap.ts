@@ -39,12 +39,25 @@ import {
 } from "../../native/userfaultfd.ts";
 import { isUserfaultfdAvailable } from "./availability.ts";
 import {
+  type DirectSnapshot,
+  type DirectUnicast,
   STAT_FAULTS,
+  STAT_FETCHED,
   STAT_SLOTS,
   STATE_MISSING,
   STATE_PRESENT,
   STATE_REQUESTED,
+  TIME_BYTES_RX,
+  TIME_BYTES_TX,
+  TIME_COUNT,
+  TIME_PACKETS_RX,
+  TIME_PACKETS_TX,
+  TIME_REJECTED,
+  TIME_RING,
+  TIME_SLOTS,
+  TIME_STALLED_US,
 } from "./fault_protocol.ts";
+import type { ForkAccess } from "./transport.ts";
 import { FaultWorkerHandle } from "./fault_worker_handle.ts";
 import {
   isPageMark,
@@ -61,6 +74,16 @@ export interface PageSource {
   request(pages: number[]): void;
 }
 
+/**
+ * Where the fault worker itself may get PRESENT pages, with no main-thread hop: a snapshot of this
+ * process (a local clone: its shared buffers, Snapshot.sharedBuffers()), or the fork's unicast
+ * memory server over the worker's own connection. The page source stays the fallback, and pages
+ * it delivers (multicast, a sibling's request) are installed as before.
+ */
+export type MemtapDirect =
+  | { kind: "snapshot"; buffers: Omit<DirectSnapshot, "kind"> }
+  | { kind: "unicast"; access: ForkAccess; idleTimeoutMs?: number };
+
 /** Options of {@link Memtap.open}. */
 export interface MemtapOptions {
   /** The clone's shared memory, at least `pageMap.length * pageSize` bytes. */
@@ -74,6 +97,8 @@ export interface MemtapOptions {
   fetchTimeoutMs?: number;
   /** How many times to ask again before failing. Default 5. */
   retries?: number;
+  /** Resolve PRESENT pages in the fault worker (see {@link MemtapDirect}). */
+  direct?: MemtapDirect;
 }
 
 /** Counters of a memtap. */
@@ -93,6 +118,18 @@ export interface MemtapStats {
   faultP99Us: number;
   /** Sum over fetched faults of the time the faulting thread waited (ms). */
   stalledMs: number;
+  /** How PRESENT pages are resolved now: by the worker itself, or through the page source. */
+  resolver: "snapshot" | "unicast" | "source";
+  /** Why direct resolution stopped, if it did. */
+  directFailure?: string;
+  /** Traffic of the worker's own connection (direct unicast). */
+  direct: {
+    bytesReceived: number;
+    bytesSent: number;
+    packetsReceived: number;
+    packetsSent: number;
+    rejected: number;
+  };
 }
 
 /** memtap failed: it cannot open, or a page could not be fetched. */
@@ -111,6 +148,7 @@ interface InFlight {
 }
 
 const LATENCY_RING = 65536;
+type RequiredOptions = Required<Omit<MemtapOptions, "direct">> & Pick<MemtapOptions, "direct">;
 
 /** Memory-on-demand for one clone memory. */
 export class Memtap {
@@ -123,6 +161,10 @@ export class Memtap {
   #marks: Uint8Array;
   #state: Uint8Array;
   #workerStats: Int32Array;
+  #timing: Float64Array;
+  #resolver: MemtapStats["resolver"];
+  #directFailure: string | undefined;
+  #directFilled: PromiseWithResolvers<boolean> | undefined;
   #source: PageSource;
   #timeoutMs: number;
   #retries: number;
@@ -145,7 +187,12 @@ export class Memtap {
   /** Settles (resolves with the error) when a page cannot be fetched or the worker dies. */
   readonly failed: Promise<MemtapError> = this.#failure.promise;
 
-  private constructor(options: Required<MemtapOptions>, uffd: number, base: number) {
+  private constructor(
+    options: RequiredOptions,
+    uffd: number,
+    base: number,
+    direct: DirectSnapshot | DirectUnicast | undefined,
+  ) {
     this.#memory = options.memory;
     this.#uffd = uffd;
     this.#base = base;
@@ -161,6 +208,8 @@ export class Memtap {
     this.#marks = marks;
     this.#state = new Uint8Array(new SharedArrayBuffer(this.#pageCount));
     this.#workerStats = new Int32Array(new SharedArrayBuffer(STAT_SLOTS * 4));
+    this.#timing = new Float64Array(new SharedArrayBuffer(TIME_SLOTS * 8));
+    this.#resolver = direct?.kind ?? "source";
     this.#worker = new FaultWorkerHandle({
       role: "memtap",
       uffd,
@@ -170,8 +219,12 @@ export class Memtap {
       marks: marks.buffer as SharedArrayBuffer,
       state: this.#state.buffer as SharedArrayBuffer,
       stats: this.#workerStats.buffer as SharedArrayBuffer,
+      timing: this.#timing.buffer as SharedArrayBuffer,
+      ...(direct ? { direct } : {}),
     }, {
       onFault: (pages, at) => this.#onFault(pages, at),
+      onFilled: () => this.#directFilled?.resolve(true),
+      onDirectFailed: (message) => this.#onDirectFailed(message),
       onError: (error) => this.#fail(new MemtapError(error.message, { cause: error })),
     });
   }
@@ -180,7 +233,7 @@ export class Memtap {
   static async open(options: MemtapOptions): Promise<Memtap> {
     const available = isUserfaultfdAvailable();
     if (!available.ok) throw new MemtapError(`Cannot open memtap: ${available.reason}`);
-    const full: Required<MemtapOptions> = {
+    const full: RequiredOptions = {
       pageSize: 4096,
       fetchTimeoutMs: 200,
       retries: 5,
@@ -201,7 +254,7 @@ export class Memtap {
       close(uffd);
       throw new MemtapError(`Cannot open memtap: ${(cause as Error).message}`, { cause });
     }
-    const memtap = new Memtap(full, uffd, base);
+    const memtap = new Memtap(full, uffd, base, await directOf(full.direct));
     try {
       await memtap.#worker.ready;
     } catch (cause) {
@@ -270,6 +323,14 @@ export class Memtap {
    * fails). Afterwards the memory can be read from any thread, e.g. to fork a clone again.
    */
   async fill(): Promise<void> {
+    if (this.#resolver !== "source") {
+      this.#directFilled = Promise.withResolvers<boolean>();
+      this.#worker.command({ kind: "fill" });
+      const failed = this.failed.then((e) => Promise.reject(e));
+      if (await Promise.race([this.#directFilled.promise, failed])) return;
+      // Direct resolution failed meanwhile: the page source fills the rest.
+    }
+    this.#recountPresentLeft();
     if (this.#presentLeft === 0) return;
     this.#filled ??= Promise.withResolvers<void>();
     const ask: number[] = [];
@@ -288,6 +349,23 @@ export class Memtap {
     if (ask.length > 0) this.#ask(ask);
     const failed = this.failed.then((e) => Promise.reject(e));
     await Promise.race([this.#filled.promise, failed]);
+  }
+
+  #onDirectFailed(message: string): void {
+    this.#resolver = "source";
+    this.#directFailure = message;
+    this.#directFilled?.resolve(false);
+  }
+
+  /** PRESENT pages not installed yet (the worker installs some itself while it resolves). */
+  #recountPresentLeft(): void {
+    let left = 0;
+    for (let page = 0; page < this.#pageCount; page++) {
+      if (this.#marks[page] === PAGE_PRESENT && Atomics.load(this.#state, page) !== STATE_PRESENT) {
+        left++;
+      }
+    }
+    this.#presentLeft = left;
   }
 
   #wanted(page: number): boolean {
@@ -408,13 +486,19 @@ export class Memtap {
 
   /** Counters; percentiles over the most recent 65,536 fetched faults. */
   stats(): MemtapStats {
-    const n = Math.min(this.#latencyCount, LATENCY_RING);
-    const sorted = this.#latencies.slice(0, n).sort();
+    const mine = this.#latencies.subarray(0, Math.min(this.#latencyCount, LATENCY_RING));
+    const t = this.#timing;
+    const theirs = t.subarray(TIME_RING, TIME_RING + Math.min(t[TIME_COUNT], LATENCY_RING));
+    const sorted = new Float64Array(mine.length + theirs.length);
+    sorted.set(mine);
+    sorted.set(theirs, mine.length);
+    sorted.sort();
+    const n = sorted.length;
     const pct = (p: number) => (n === 0 ? 0 : sorted[Math.min(n - 1, Math.floor(n * p))]);
     const w = this.#workerStats;
     return {
       faults: Atomics.load(w, STAT_FAULTS),
-      pagesFetched: this.#pagesFetched,
+      pagesFetched: this.#pagesFetched + Atomics.load(w, STAT_FETCHED),
       pagesAvoided: {
         zero: Atomics.load(w, PAGE_ZERO - 1),
         untouched: Atomics.load(w, PAGE_UNTOUCHED - 1),
@@ -425,7 +509,16 @@ export class Memtap {
       pagesReRequested: this.#reRequested,
       faultP50Us: pct(0.5),
       faultP99Us: pct(0.99),
-      stalledMs: this.#stalledUs / 1000,
+      stalledMs: (this.#stalledUs + t[TIME_STALLED_US]) / 1000,
+      resolver: this.#resolver,
+      ...(this.#directFailure !== undefined ? { directFailure: this.#directFailure } : {}),
+      direct: {
+        bytesReceived: t[TIME_BYTES_RX],
+        bytesSent: t[TIME_BYTES_TX],
+        packetsReceived: t[TIME_PACKETS_RX],
+        packetsSent: t[TIME_PACKETS_TX],
+        rejected: t[TIME_REJECTED],
+      },
     };
   }
 
@@ -446,7 +539,38 @@ export class Memtap {
   }
 }
 
-function validate(options: Required<MemtapOptions>): void {
+/** The worker's form of `direct`: a unicast server's host resolved to an IPv4 address. */
+async function directOf(
+  direct: MemtapDirect | undefined,
+): Promise<DirectSnapshot | DirectUnicast | undefined> {
+  if (direct === undefined) return undefined;
+  if (direct.kind === "snapshot") return { kind: "snapshot", ...direct.buffers };
+  const { server, forkId, key } = direct.access;
+  const at = server.lastIndexOf(":");
+  const host = server.slice(0, at).replace(/^\[|\]$/g, "");
+  const port = Number(server.slice(at + 1));
+  let ipv4: string | undefined;
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) ipv4 = host;
+  else if (host === "localhost") ipv4 = "127.0.0.1";
+  else {
+    try {
+      ipv4 = (await Deno.resolveDns(host, "A"))[0];
+    } catch {
+      ipv4 = undefined; // unresolvable here: the page source (which resolves itself) serves
+    }
+  }
+  if (ipv4 === undefined || !(port > 0 && port < 65536)) return undefined;
+  return {
+    kind: "unicast",
+    ipv4,
+    port,
+    forkId,
+    key,
+    idleTimeoutMs: direct.idleTimeoutMs ?? 2000,
+  };
+}
+
+function validate(options: RequiredOptions): void {
   const { memory, pageSize, pageMap, fetchTimeoutMs, retries } = options;
   if (!(memory.buffer instanceof SharedArrayBuffer)) {
     throw new TypeError("Cannot open memtap: the memory must be shared");

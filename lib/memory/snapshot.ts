@@ -21,11 +21,33 @@
  */
 
 import { isUserfaultfdAvailable } from "./availability.ts";
+import { prepareFaultWorkers, releaseFaultWorkers } from "./fault_worker_handle.ts";
 import { SNAP_PAGES_SAVED, SNAP_STAT_SLOTS, SNAP_WP_FAULTS } from "./fault_protocol.ts";
 import { PAGE_PRESENT, PAGE_UNTOUCHED, PAGE_ZERO } from "./page_mark.ts";
-import { SnapshotError, WriteTracker } from "./write_tracker.ts";
+import {
+  prepareProtector,
+  releaseProtector,
+  type SnapshotBuffers,
+  SnapshotError,
+  WriteTracker,
+} from "./write_tracker.ts";
 
 export { SnapshotError };
+
+/**
+ * Start the thread that write-protects memory for {@link Snapshot.captureAsync}. Call it ahead
+ * of time (e.g. when an agent starts), never inside a pause: starting a thread blocks ~10–20 ms.
+ */
+export function prepareSnapshots(): void {
+  prepareProtector();
+  prepareFaultWorkers();
+}
+
+/** Undo one {@link prepareSnapshots} (the last one ends the threads). */
+export function releaseSnapshots(): void {
+  releaseProtector();
+  releaseFaultWorkers();
+}
 
 /** Options of {@link Snapshot.capture}. */
 export interface CaptureOptions {
@@ -61,7 +83,12 @@ export class Snapshot {
   readonly pageCount: number;
   readonly pageSize: number;
 
-  private constructor(tracker: WriteTracker, pageSize: number, startedAt: number) {
+  private constructor(
+    tracker: WriteTracker,
+    pageSize: number,
+    startedAt: number,
+    add: "now" | "later" = "now",
+  ) {
     this.#tracker = tracker;
     this.pageSize = pageSize;
     this.pageCount = tracker.length / pageSize;
@@ -75,13 +102,16 @@ export class Snapshot {
     this.#storeWords = new Int32Array(store);
     this.#saved = new Uint8Array(new SharedArrayBuffer(this.pageCount));
     this.#stats = new Int32Array(new SharedArrayBuffer(SNAP_STAT_SLOTS * 4));
-    this.#id = tracker.add({
+    this.#buffers = {
       store,
       saved: this.#saved.buffer as SharedArrayBuffer,
       stats: this.#stats.buffer as SharedArrayBuffer,
-    });
+    };
+    this.#id = add === "now" ? tracker.add(this.#buffers) : 0;
     this.#pauseMs = performance.now() - startedAt;
   }
+
+  #buffers: SnapshotBuffers;
 
   /**
    * Write-protect `memory` and return at once: the parent may resume when this returns.
@@ -99,6 +129,30 @@ export class Snapshot {
     const available = isUserfaultfdAvailable();
     if (!available.ok) throw new SnapshotError(`Cannot capture snapshot: ${available.reason}`);
     return new Snapshot(WriteTracker.of(options.memory, pageSize), pageSize, startedAt);
+  }
+
+  /**
+   * {@link capture}, with the write-protection done on the protector thread when one was
+   * prepared ({@link prepareSnapshots}): the caller's event loop keeps running (e.g. a request
+   * to the master) while a big memory is protected. The memory's owner must not write to it
+   * until this resolves.
+   */
+  static async captureAsync(options: CaptureOptions): Promise<Snapshot> {
+    const startedAt = performance.now();
+    const pageSize = options.pageSize ?? 4096;
+    if (pageSize !== 4096) {
+      throw new RangeError(`Cannot capture snapshot: page size ${pageSize} != 4096`);
+    }
+    if (!(options.memory.buffer instanceof SharedArrayBuffer)) {
+      throw new TypeError("Cannot capture snapshot: the memory must be shared");
+    }
+    const available = isUserfaultfdAvailable();
+    if (!available.ok) throw new SnapshotError(`Cannot capture snapshot: ${available.reason}`);
+    const tracker = WriteTracker.of(options.memory, pageSize);
+    const snapshot = new Snapshot(tracker, pageSize, startedAt, "later");
+    snapshot.#id = await tracker.addAsync(snapshot.#buffers);
+    snapshot.#pauseMs = performance.now() - startedAt;
+    return snapshot;
   }
 
   /** Settles when write faults are being served. */
@@ -159,6 +213,20 @@ export class Snapshot {
       if (Atomics.load(this.#saved, page) === 0) return zero; // same argument as readPage
     }
     return allZero(this.#storeWords, page * words, words);
+  }
+
+  /**
+   * The shared buffers behind {@link readPages}, for a fault worker of this process that serves
+   * a local clone's faults itself (fault_direct.ts applies the same read-then-recheck rule).
+   * Valid until {@link release}: after it, pages the parent writes are no longer saved.
+   */
+  sharedBuffers(): { live: SharedArrayBuffer; store: SharedArrayBuffer; saved: SharedArrayBuffer } {
+    this.#checkReadable(0, 0);
+    return {
+      live: this.#live.buffer as SharedArrayBuffer,
+      store: this.#store.buffer as SharedArrayBuffer,
+      saved: this.#saved.buffer as SharedArrayBuffer,
+    };
   }
 
   /** Counters. */

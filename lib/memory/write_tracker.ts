@@ -28,6 +28,7 @@ import {
   uffdWriteprotect,
 } from "../../native/userfaultfd.ts";
 import { FaultWorkerHandle } from "./fault_worker_handle.ts";
+import type { RangeProtected } from "./fault_protocol.ts";
 
 /** A snapshot cannot be taken, read or released. */
 export class SnapshotError extends Error {
@@ -45,6 +46,83 @@ export interface SnapshotBuffers {
 }
 
 const trackers = new WeakMap<WebAssembly.Memory, WriteTracker>();
+
+/**
+ * A thread that write-protects ranges for captures (the fault worker's protector role), so the
+ * main thread stays free while a big memory is protected: the parent's pause then overlaps the
+ * protection with the master's answer instead of adding them. Spawning a Worker blocks the
+ * spawning thread for ~10–20 ms, so it is started ahead of time ({@link prepareProtector}), never
+ * inside a pause; captures before it is ready protect on the calling thread.
+ */
+class Protector {
+  #worker: Worker;
+  #ready = false;
+  #nextId = 1;
+  #waiting = new Map<number, PromiseWithResolvers<RangeProtected>>();
+
+  constructor() {
+    this.#worker = new Worker(new URL("./fault_worker.ts", import.meta.url), { type: "module" });
+    this.#worker.onmessage = (event: MessageEvent<RangeProtected | { kind: "ready" }>) => {
+      const m = event.data;
+      if (m.kind === "ready") {
+        this.#ready = true;
+        return;
+      }
+      const w = this.#waiting.get(m.id);
+      this.#waiting.delete(m.id);
+      w?.resolve(m);
+    };
+    this.#worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.#ready = false;
+      for (const w of this.#waiting.values()) w.reject(new SnapshotError(event.message));
+      this.#waiting.clear();
+    };
+    this.#worker.postMessage({ kind: "init-protector" });
+  }
+
+  /** End the thread; protections still pending fail. */
+  terminate(): void {
+    this.#ready = false;
+    this.#worker.terminate();
+    for (const w of this.#waiting.values()) w.reject(new SnapshotError("protector stopped"));
+    this.#waiting.clear();
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** UFFDIO_WRITEPROTECT on the protector thread; resolves with its answer. */
+  protect(uffd: number, start: number, len: number, mode: bigint): Promise<RangeProtected> {
+    const id = this.#nextId++;
+    const w = Promise.withResolvers<RangeProtected>();
+    this.#waiting.set(id, w);
+    this.#worker.postMessage({ kind: "protect", id, uffd, start, len, mode });
+    return w.promise;
+  }
+}
+
+let protector: Protector | undefined;
+let protectorUsers = 0;
+
+/**
+ * Start the protector thread now (outside any pause) so later captures can write-protect off
+ * the main thread ({@link WriteTracker.addAsync}). Counted: each call needs one
+ * {@link releaseProtector} (a live Worker keeps the process running).
+ */
+export function prepareProtector(): void {
+  protectorUsers++;
+  protector ??= new Protector();
+}
+
+/** Undo one {@link prepareProtector}; the last one ends the thread. */
+export function releaseProtector(): void {
+  if (protectorUsers === 0) return;
+  if (--protectorUsers > 0) return;
+  protector?.terminate();
+  protector = undefined;
+}
 
 /** The write-protect registration of one memory. */
 export class WriteTracker {
@@ -136,6 +214,35 @@ export class WriteTracker {
     this.#worker.command({ kind: "add", id, ...buffers });
     this.#ids.add(id);
     uffdWriteprotect(this.#uffd, this.#base, this.#length, UFFDIO_WRITEPROTECT_MODE_WP);
+    return id;
+  }
+
+  /**
+   * {@link add}, with the write-protection done by the protector thread when it is ready: the
+   * caller's event loop runs meanwhile. Resolves once the whole range is protected (only then
+   * may the memory's owner write to it again). Falls back to {@link add} without a protector.
+   */
+  async addAsync(buffers: SnapshotBuffers): Promise<number> {
+    if (protector === undefined || !protector.ready) return this.add(buffers);
+    if (this.#broken !== undefined) {
+      throw new SnapshotError(`Cannot capture snapshot: ${this.#broken.message}`, {
+        cause: this.#broken,
+      });
+    }
+    const id = this.#nextId++;
+    // The worker learns the snapshot before any fault the protection below can cause.
+    this.#worker.command({ kind: "add", id, ...buffers });
+    this.#ids.add(id);
+    const done = await protector.protect(
+      this.#uffd,
+      this.#base,
+      this.#length,
+      UFFDIO_WRITEPROTECT_MODE_WP,
+    );
+    if (done.error !== undefined) {
+      this.#ids.delete(id);
+      throw new SnapshotError(`Cannot capture snapshot: ${done.error}`);
+    }
     return id;
   }
 

@@ -1,14 +1,22 @@
-/** {@link prepareModuleCached} on its own Worker (see prepare_worker.ts for why). */
+/**
+ * {@link prepareModuleCached} with the work on its own Worker (see
+ * prepare_worker.ts for why). A cache hit is read here: starting a Worker
+ * that loads binaryen costs more than reading the cached module.
+ */
 import { GuestError } from "./errors.ts";
-import type { PreparedModule } from "./prepare.ts";
+import { type PreparedModule, readPreparedCache } from "./prepare.ts";
 import type { PrepareReply } from "./prepare_worker.ts";
 
 const WORKER_URL = new URL("./prepare_worker.ts", import.meta.url);
 
-export function prepareModuleOffThread(
+export async function prepareModuleOffThread(
   bytes: Uint8Array,
   cacheDir: string,
 ): Promise<PreparedModule> {
+  return await readPreparedCache(bytes, cacheDir) ?? await prepareOnWorker(bytes, cacheDir);
+}
+
+function prepareOnWorker(bytes: Uint8Array, cacheDir: string): Promise<PreparedModule> {
   const worker = new Worker(WORKER_URL, { type: "module" });
   return new Promise<PreparedModule>((resolve, reject) => {
     worker.onmessage = (e: MessageEvent<PrepareReply>) => {

@@ -16,9 +16,12 @@ import {
   FRAME_HELLO,
   FRAME_PAGES,
   FRAME_REQUEST,
+  type FrameAuth,
   FrameReader,
+  helloAuth,
   MAX_REQUEST_RUNS,
   NONCE_BYTES,
+  sessionAuth,
   toRuns,
   WireError,
 } from "./wire.ts";
@@ -45,8 +48,9 @@ const ZERO_NONCE = new Uint8Array(NONCE_BYTES);
 
 interface Session {
   conn: Deno.TcpConn;
-  /** The server's nonce: our frames are authenticated over it. */
-  peerNonce: Uint8Array;
+  /** MACs of our frames and of the server's on this connection. */
+  txAuth: FrameAuth;
+  rxAuth: FrameAuth;
   tx: number;
   writing: Promise<void>;
 }
@@ -123,14 +127,13 @@ export class UnicastPageClient implements PageClient {
   }
 
   #sendRuns(session: Session, runs: { first: number; count: number }[]): void {
-    const { forkId, key } = this.#access;
+    const { forkId } = this.#access;
     const frames: Uint8Array[] = [];
     for (let i = 0; i < runs.length; i += MAX_REQUEST_RUNS) {
       const part = runs.slice(i, i + MAX_REQUEST_RUNS);
       frames.push(encodeFrame(
         { type: FRAME_REQUEST, seq: session.tx++, forkId, runs: part },
-        key,
-        session.peerNonce,
+        session.txAuth,
       ));
     }
     this.#lastHeard = performance.now();
@@ -203,7 +206,10 @@ export class UnicastPageClient implements PageClient {
     try {
       const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
       const { forkId, key } = this.#access;
-      const hello = encodeFrame({ type: FRAME_HELLO, seq: 0, forkId, nonce }, key, ZERO_NONCE);
+      const hello = encodeFrame(
+        { type: FRAME_HELLO, seq: 0, forkId, nonce },
+        helloAuth(key, ZERO_NONCE),
+      );
       await conn.write(hello);
       this.#stats.bytesSent += hello.byteLength;
       this.#stats.packetsSent++;
@@ -221,7 +227,7 @@ export class UnicastPageClient implements PageClient {
         reader.push(buf.subarray(0, n));
         const next = reader.next();
         if (next === undefined) continue;
-        const reply = decodeFrame(next.bytes, key, nonce);
+        const reply = decodeFrame(next.bytes, helloAuth(key, nonce));
         this.#stats.bytesReceived += next.bytes.byteLength;
         this.#stats.packetsReceived++;
         if (reply.type !== FRAME_HELLO || reply.seq !== 0) {
@@ -234,17 +240,19 @@ export class UnicastPageClient implements PageClient {
             `Cannot open session: server has ${reply.pageCount} pages of ${reply.pageSize} bytes`,
           );
         }
-        this.#nonce = nonce;
-        return { conn, peerNonce: reply.nonce, tx: 1, writing: Promise.resolve() };
+        return {
+          conn,
+          txAuth: sessionAuth(key, nonce, reply.nonce, "client"),
+          rxAuth: sessionAuth(key, nonce, reply.nonce, "server"),
+          tx: 1,
+          writing: Promise.resolve(),
+        };
       }
     } catch (e) {
       conn.close();
       throw e;
     }
   }
-
-  /** Our nonce on the current connection: the server's frames are authenticated over it. */
-  #nonce = ZERO_NONCE;
 
   async #readLoop(session: Session, reader: FrameReader): Promise<void> {
     const buf = new Uint8Array(256 * 1024);
@@ -260,7 +268,7 @@ export class UnicastPageClient implements PageClient {
           this.#stats.packetsReceived++;
           let frame;
           try {
-            frame = decodeFrame(next.bytes, this.#access.key, this.#nonce);
+            frame = decodeFrame(next.bytes, session.rxAuth);
           } catch {
             this.#stats.rejected++;
             throw new WireError("Cannot read pages: a frame failed authentication");

@@ -16,10 +16,13 @@ import {
   FRAME_HELLO,
   FRAME_PAGES,
   FRAME_REQUEST,
+  type FrameAuth,
   FrameReader,
+  helloAuth,
   MAX_RUN_PAGES,
   NONCE_BYTES,
   type PageRun,
+  sessionAuth,
 } from "./wire.ts";
 
 /** Options of {@link UnicastPageServer.listen}. */
@@ -33,6 +36,17 @@ export interface UnicastServerOptions {
 }
 
 const ZERO_NONCE = new Uint8Array(NONCE_BYTES);
+
+/** One authenticated connection. */
+interface Session {
+  id: string;
+  fork: ServedFork;
+  rx: number;
+  tx: number;
+  /** MACs of the client's frames and of ours. */
+  rxAuth: FrameAuth;
+  txAuth: FrameAuth;
+}
 const SEND_BATCH_BYTES = 1 << 20;
 
 /** Serves the pages of forks over TCP. */
@@ -105,9 +119,7 @@ export class UnicastPageServer implements PageServer {
     const reader = new FrameReader();
     const buf = new Uint8Array(256 * 1024);
     const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
-    let session:
-      | { id: string; fork: ServedFork; peerNonce: Uint8Array; rx: number; tx: number }
-      | undefined;
+    let session: Session | undefined;
     for (;;) {
       let n: number | null;
       try {
@@ -128,14 +140,24 @@ export class UnicastPageServer implements PageServer {
         this.#count(stats, "received", next.bytes.byteLength);
         let frame: Frame;
         try {
-          frame = decodeFrame(next.bytes, fork.key, session === undefined ? ZERO_NONCE : nonce);
+          frame = decodeFrame(
+            next.bytes,
+            session === undefined ? helloAuth(fork.key, ZERO_NONCE) : session.rxAuth,
+          );
         } catch {
           this.#reject(stats);
           return;
         }
         if (session === undefined) {
           if (frame.type !== FRAME_HELLO || frame.seq !== 0) return this.#reject(stats);
-          session = { id, fork, peerNonce: frame.nonce, rx: 0, tx: 0 };
+          session = {
+            id,
+            fork,
+            rx: 0,
+            tx: 0,
+            rxAuth: sessionAuth(fork.key, frame.nonce, nonce, "client"),
+            txAuth: sessionAuth(fork.key, frame.nonce, nonce, "server"),
+          };
           const hello = encodeFrame(
             {
               type: FRAME_HELLO,
@@ -145,8 +167,7 @@ export class UnicastPageServer implements PageServer {
               pageSize: fork.pageSize,
               pageCount: fork.pageCount,
             },
-            fork.key,
-            session.peerNonce,
+            helloAuth(fork.key, frame.nonce),
           );
           if (!await this.#send(conn, stats, [hello])) return;
           continue;
@@ -169,13 +190,9 @@ export class UnicastPageServer implements PageServer {
   }
 
   /** PAGES frames for the PRESENT pages of `runs` (others are never sent), or one ERROR. */
-  *#answer(
-    session: { fork: ServedFork; peerNonce: Uint8Array; tx: number },
-    runs: PageRun[],
-  ): Generator<Uint8Array> {
+  *#answer(session: Session, runs: PageRun[]): Generator<Uint8Array> {
     const { fork } = session;
-    const frame = (body: Parameters<typeof encodeFrame>[0]) =>
-      encodeFrame(body, fork.key, session.peerNonce);
+    const frame = (body: Parameters<typeof encodeFrame>[0]) => encodeFrame(body, session.txAuth);
     for (const run of runs) {
       if (run.count === 0 || run.first + run.count > fork.pageCount) {
         yield frame({

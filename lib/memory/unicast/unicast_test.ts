@@ -1,10 +1,22 @@
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
+import { createCipheriv, createHmac } from "node:crypto";
 import { PAGE_PRESENT, PAGE_ZERO } from "../page_mark.ts";
 import type { ForkAccess, ServedFork } from "../transport.ts";
 import { UnicastPageClient } from "./client.ts";
 import { UnicastPageServer } from "./server.ts";
-import { decodeFrame, encodeFrame, type Frame, FRAME_REQUEST, toRuns, WireError } from "./wire.ts";
+import {
+  decodeFrame,
+  encodeFrame,
+  type Frame,
+  FRAME_HELLO,
+  FRAME_PAGES,
+  FRAME_REQUEST,
+  helloAuth,
+  sessionAuth,
+  toRuns,
+  WIRE_VERSION,
+  WireError,
+} from "./wire.ts";
 
 const PAGES = 64;
 
@@ -28,24 +40,89 @@ function access(f: ServedFork, server: string, key = f.key): ForkAccess {
   return { forkId: f.forkId, key, server, pageSize: 4096, pageCount: PAGES };
 }
 
-Deno.test("encodeFrame()/decodeFrame() round-trip and reject a frame under another key", () => {
+Deno.test("encodeFrame()/decodeFrame() round-trip HELLO under HMAC-SHA256 and reject another key", () => {
   const key = new Uint8Array(32).fill(7);
   const nonce = new Uint8Array(16).fill(9);
+  const frame: Frame = {
+    type: FRAME_HELLO,
+    seq: 0,
+    forkId: new Uint8Array(16).fill(1),
+    nonce: new Uint8Array(16).fill(4),
+  };
+  const bytes = encodeFrame(frame, helloAuth(key, nonce));
+  assert.equal(bytes[4], WIRE_VERSION);
+  assert.deepEqual(decodeFrame(bytes, helloAuth(key, nonce)), frame);
+  assert.throws(() => decodeFrame(bytes, helloAuth(new Uint8Array(32), nonce)), WireError);
+  // The HELLO MAC is standard HMAC-SHA256 over nonce ‖ frame, truncated to 16 bytes.
+  const signed = bytes.subarray(0, bytes.byteLength - 16);
+  const want = createHmac("sha256", key).update(nonce).update(signed).digest().subarray(0, 16);
+  assert.deepEqual(bytes.subarray(bytes.byteLength - 16), new Uint8Array(want));
+  assert.throws(() => decodeFrame(bytes, helloAuth(key, new Uint8Array(16))), WireError);
+});
+
+Deno.test("session frames: round trip; forged, replayed, reflected and cross-connection rejected", () => {
+  const key = new Uint8Array(32).fill(7);
+  const nc = new Uint8Array(16).fill(1);
+  const ns = new Uint8Array(16).fill(2);
+  const fromClient = sessionAuth(key, nc, ns, "client");
   const frame: Frame = {
     type: FRAME_REQUEST,
     seq: 3,
     forkId: new Uint8Array(16).fill(1),
     runs: [{ first: 5, count: 2 }],
   };
-  const bytes = encodeFrame(frame, key, nonce);
-  const back = decodeFrame(bytes, key, nonce);
-  assert.deepEqual(back, { ...frame, runs: [{ first: 5, count: 2 }] });
-  assert.throws(() => decodeFrame(bytes, new Uint8Array(32), nonce), WireError);
-  // The MAC is standard HMAC-SHA256 over nonce ‖ frame, truncated to 16 bytes.
-  const signed = bytes.subarray(0, bytes.byteLength - 16);
-  const want = createHmac("sha256", key).update(nonce).update(signed).digest().subarray(0, 16);
-  assert.deepEqual(bytes.subarray(bytes.byteLength - 16), new Uint8Array(want));
-  assert.throws(() => decodeFrame(bytes, key, new Uint8Array(16)), WireError);
+  const bytes = encodeFrame(frame, fromClient);
+  assert.deepEqual(decodeFrame(bytes, sessionAuth(key, nc, ns, "client")), frame);
+  // Another fork key, another connection (nonce), the other direction: all fail the MAC.
+  assert.throws(() => decodeFrame(bytes, sessionAuth(new Uint8Array(32), nc, ns, "client")));
+  assert.throws(() => decodeFrame(bytes, sessionAuth(key, nc, new Uint8Array(16), "client")));
+  assert.throws(() => decodeFrame(bytes, sessionAuth(key, nc, ns, "server")), WireError);
+  // A flipped bit anywhere (header, body, MAC) fails.
+  for (const at of [8, 33, bytes.byteLength - 1]) {
+    const forged = bytes.slice();
+    forged[at] ^= 1;
+    assert.throws(() => decodeFrame(forged, fromClient), WireError);
+  }
+  // Replayed under another sequence number: the number is in the MAC's nonce.
+  const replayed = bytes.slice();
+  new DataView(replayed.buffer).setUint32(8, 4, false);
+  assert.throws(() => decodeFrame(replayed, fromClient), WireError);
+  // PAGES: the page bytes are covered too.
+  const pages: Frame = {
+    type: FRAME_PAGES,
+    seq: 1,
+    forkId: frame.forkId,
+    first: 9,
+    count: 2,
+    bytes: new Uint8Array(8192).fill(3),
+  };
+  const fromServer = sessionAuth(key, nc, ns, "server");
+  const encoded = encodeFrame(pages, fromServer);
+  assert.deepEqual(decodeFrame(encoded, fromServer), pages);
+  encoded[32 + 8 + 5000] ^= 0x80;
+  assert.throws(() => decodeFrame(encoded, fromServer), WireError);
+});
+
+Deno.test("sessionAuth() tag is ChaCha20-Poly1305 (RFC 8439) of empty plaintext over the frame", () => {
+  const key = new Uint8Array(32).fill(7);
+  const nc = new Uint8Array(16).fill(1);
+  const ns = new Uint8Array(16).fill(2);
+  const frame: Frame = { type: FRAME_REQUEST, seq: 5, forkId: nc, runs: [{ first: 1, count: 1 }] };
+  const bytes = encodeFrame(frame, sessionAuth(key, nc, ns, "server"));
+  const info = new Uint8Array([...new TextEncoder().encode("SFPG v2 session key"), ...nc, ...ns]);
+  const sessionKey = createHmac("sha256", key).update(info).digest();
+  const iv = new Uint8Array([0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5]);
+  let want: Uint8Array;
+  try {
+    const c = createCipheriv("chacha20-poly1305", sessionKey, iv, { authTagLength: 16 });
+    c.setAAD(bytes.subarray(0, bytes.byteLength - 16), { plaintextLength: 0 });
+    c.final();
+    want = new Uint8Array(c.getAuthTag());
+  } catch (e) {
+    console.warn(`skipped: node:crypto has no chacha20-poly1305 here (${(e as Error).message})`);
+    return;
+  }
+  assert.deepEqual(bytes.subarray(bytes.byteLength - 16), want);
 });
 
 Deno.test("toRuns() sorts, de-duplicates and coalesces pages", () => {

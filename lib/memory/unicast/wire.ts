@@ -1,16 +1,23 @@
 /**
  * The unicast page protocol's frames (WIRE.md): encode, and decode from a TCP byte stream.
- * Every frame is authenticated with HMAC-SHA256 (truncated to 16 bytes) keyed by the fork key
- * over the peer's connection nonce and the whole frame, so a frame cannot be forged, replayed
- * on another connection, or reordered (sequence numbers).
+ * Every frame carries a 16-byte MAC over the whole frame: the HELLOs an HMAC-SHA256 keyed by the
+ * fork key over the peer's connection nonce; every later frame a ChaCha20-Poly1305 tag (empty
+ * plaintext, the frame as associated data) under a per-connection session key derived from both
+ * nonces, with the sender's direction and the frame's sequence number as the AEAD nonce. So a frame
+ * cannot be forged, replayed on another connection, reflected, or reordered.
  *
  * @module
  */
 
-import { createHash, timingSafeEqual } from "node:crypto";
+import {
+  CHACHA_NONCE_BYTES,
+  chachaPolyTag,
+  constantTimeEqual,
+  hmacSha256,
+} from "../../../native/libcrypto.ts";
 
 export const WIRE_MAGIC = 0x53465047; // "SFPG"
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 export const HEADER_BYTES = 32;
 export const MAC_BYTES = 16;
 export const NONCE_BYTES = 16;
@@ -51,12 +58,61 @@ export class WireError extends Error {
   }
 }
 
-/** Encode one frame; `nonce` is the receiving side's connection nonce (zeros for a client HELLO). */
-export function encodeFrame(
-  frame: Frame,
-  key: Uint8Array,
-  nonce: Uint8Array,
-): Uint8Array {
+/** Computes the MAC of frames in one direction of one connection (see {@link helloAuth}). */
+export interface FrameAuth {
+  /** Write the 16-byte MAC of `signed` (header and body of frame `seq`) into `out`. */
+  mac(seq: number, signed: Uint8Array, out: Uint8Array): void;
+}
+
+/** HELLO frames: HMAC-SHA256(fork key, nonce ‖ frame)[0..16], `nonce` the receiver's (or zeros). */
+export function helloAuth(forkKey: Uint8Array, nonce: Uint8Array): FrameAuth {
+  const full = new Uint8Array(32);
+  return {
+    mac(_seq, signed, out) {
+      const data = new Uint8Array(nonce.byteLength + signed.byteLength);
+      data.set(nonce);
+      data.set(signed, nonce.byteLength);
+      hmacSha256(forkKey, data, full);
+      out.set(full.subarray(0, MAC_BYTES));
+    },
+  };
+}
+
+/** Which side sent a frame: part of the session MAC's nonce, so a frame cannot be reflected. */
+export type Direction = "client" | "server";
+
+const SESSION_LABEL = new TextEncoder().encode("SFPG v2 session key");
+
+/**
+ * Frames after the HELLOs, sent by `from`: ChaCha20-Poly1305 tag with empty plaintext and the
+ * frame as associated data, key = HMAC-SHA256(fork key, label ‖ client nonce ‖ server nonce),
+ * AEAD nonce = u32 direction (1 client, 2 server) ‖ u32 0 ‖ u32 sequence number (big-endian).
+ */
+export function sessionAuth(
+  forkKey: Uint8Array,
+  clientNonce: Uint8Array,
+  serverNonce: Uint8Array,
+  from: Direction,
+): FrameAuth {
+  const key = new Uint8Array(32);
+  const info = new Uint8Array(SESSION_LABEL.byteLength + 2 * NONCE_BYTES);
+  info.set(SESSION_LABEL);
+  info.set(clientNonce, SESSION_LABEL.byteLength);
+  info.set(serverNonce, SESSION_LABEL.byteLength + NONCE_BYTES);
+  hmacSha256(forkKey, info, key);
+  const nonce = new Uint8Array(CHACHA_NONCE_BYTES);
+  const nonceView = new DataView(nonce.buffer);
+  nonceView.setUint32(0, from === "client" ? 1 : 2, false);
+  return {
+    mac(seq, signed, out) {
+      nonceView.setUint32(8, seq, false);
+      chachaPolyTag(key, nonce, signed, out);
+    },
+  };
+}
+
+/** Encode one frame, its MAC computed by `auth` (the sender's side of the connection). */
+export function encodeFrame(frame: Frame, auth: FrameAuth): Uint8Array {
   const bodyLength = bodyBytes(frame);
   if (bodyLength > MAX_BODY_BYTES) {
     throw new RangeError(`Cannot encode frame: body of ${bodyLength} bytes`);
@@ -71,7 +127,11 @@ export function encodeFrame(
   v.setUint32(12, bodyLength, false);
   out.set(frame.forkId, 16);
   writeBody(frame, out.subarray(HEADER_BYTES, HEADER_BYTES + bodyLength));
-  out.set(macOf(key, nonce, out.subarray(0, HEADER_BYTES + bodyLength)), HEADER_BYTES + bodyLength);
+  auth.mac(
+    frame.seq,
+    out.subarray(0, HEADER_BYTES + bodyLength),
+    out.subarray(HEADER_BYTES + bodyLength),
+  );
   return out;
 }
 
@@ -119,32 +179,6 @@ function writeBody(frame: FrameBody, body: Uint8Array): void {
   }
 }
 
-/**
- * HMAC-SHA256 (RFC 2104) written out with two hashes and the padded keys cached per key:
- * node:crypto's createHmac costs ~15 µs a call under Deno, two createHash calls ~5 µs, and a
- * MAC is computed for every frame on the fault path.
- */
-function macOf(key: Uint8Array, nonce: Uint8Array, bytes: Uint8Array): Uint8Array {
-  const pads = padsOf(key);
-  const inner = createHash("sha256").update(pads.inner).update(nonce).update(bytes).digest();
-  const mac = createHash("sha256").update(pads.outer).update(inner).digest();
-  return new Uint8Array(mac.buffer, mac.byteOffset, MAC_BYTES);
-}
-
-const padCache = new WeakMap<Uint8Array, { inner: Uint8Array; outer: Uint8Array }>();
-
-function padsOf(key: Uint8Array): { inner: Uint8Array; outer: Uint8Array } {
-  let pads = padCache.get(key);
-  if (pads === undefined) {
-    if (key.byteLength > 64) throw new RangeError(`Cannot use a ${key.byteLength}-byte fork key`);
-    const block = new Uint8Array(64);
-    block.set(key);
-    pads = { inner: block.map((b) => b ^ 0x36), outer: block.map((b) => b ^ 0x5c) };
-    padCache.set(key, pads);
-  }
-  return pads;
-}
-
 /** The header of a frame, readable before its key is known (the fork id picks the key). */
 export interface FrameHeader {
   type: number;
@@ -190,11 +224,14 @@ export function frameBytes(h: FrameHeader): number {
   return HEADER_BYTES + h.bodyLength + MAC_BYTES;
 }
 
+const expected = new Uint8Array(MAC_BYTES);
+
 /**
- * Authenticate then decode one whole frame (`frameBytes(header)` long): the MAC is checked
- * before any body field is trusted.
+ * Authenticate then decode one whole frame (`frameBytes(header)` long): the MAC (computed by
+ * `auth`, the sender's side of the connection) is checked before any body field is trusted.
+ * PAGES bytes are a view into `bytes`, not a copy.
  */
-export function decodeFrame(bytes: Uint8Array, key: Uint8Array, nonce: Uint8Array): Frame {
+export function decodeFrame(bytes: Uint8Array, auth: FrameAuth): Frame {
   const h = decodeHeader(bytes);
   const total = frameBytes(h);
   if (bytes.byteLength !== total) {
@@ -202,7 +239,8 @@ export function decodeFrame(bytes: Uint8Array, key: Uint8Array, nonce: Uint8Arra
   }
   const signed = bytes.subarray(0, total - MAC_BYTES);
   const got = bytes.subarray(total - MAC_BYTES);
-  if (!timingSafeEqual(got, macOf(key, nonce, signed))) {
+  auth.mac(h.seq, signed, expected);
+  if (!constantTimeEqual(got, expected, MAC_BYTES)) {
     throw new WireError("Cannot decode frame: bad MAC (wrong fork key, or replayed)");
   }
   const body = bytes.subarray(HEADER_BYTES, HEADER_BYTES + h.bodyLength);
