@@ -33,7 +33,8 @@
  * Environment every VM sees:
  *   - a preopened directory "/out"; what a clone writes under its /out is
  *     gathered into the parent's "/out/clone-<id>/" by the time sf_join
- *     returns;
+ *     returns, with "/out/clone-<id>/.snowflock/exit.json" saying how that
+ *     clone ended: {"ticket", "state", "exit_code", "reason"};
  *   - stdout of a clone is streamed to the user line by line, tagged with the
  *     clone id.
  *

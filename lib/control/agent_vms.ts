@@ -336,6 +336,7 @@ export class AgentVms {
           params: { cluster: t.fork.plan.cluster },
         }, 7 * 86_400_000) as ClusterView;
         await this.#gather(vm, c, t.fork);
+        await this.#recordExits(vm, c, h);
         await this.#stopServing(t.fork.forkId);
         return c.members.filter((m) => m.state !== "exited" || m.exitCode !== 0).length;
       },
@@ -815,6 +816,25 @@ export class AgentVms {
       } catch (e) {
         this.#o.logger.warn("cannot gather clone output", { vm: m.vm, error: e });
       }
+    }));
+  }
+
+  /**
+   * Writes each clone's end to /out/clone-<id>/.snowflock/exit.json, so a
+   * guest can learn every clone's exit code (sf_join only counts failures);
+   * the Python module's join() reads it.
+   */
+  async #recordExits(vm: Vm, c: ClusterView, handle: number): Promise<void> {
+    await Promise.all(c.members.map(async (m) => {
+      const dir = join(vm.outDir, `clone-${m.clone}`, ".snowflock");
+      await Deno.mkdir(dir, { recursive: true });
+      const record = {
+        ticket: handle,
+        state: m.state,
+        exit_code: m.state === "exited" ? m.exitCode ?? null : null,
+        reason: m.reason ?? null,
+      };
+      await Deno.writeTextFile(join(dir, "exit.json"), JSON.stringify(record) + "\n");
     }));
   }
 

@@ -4,11 +4,15 @@
 # a PV guest on host1 asks for 4 clones (2 per host), each prints its id and an
 # inherited value, the parent joins; then a stock `xl save -c` + `xl restore` copy, timed.
 # Last line: one JSON object. Everything comes from Debian packages; what is built is
-# cached under $SNOWFLOCK_XEN_LAB (default ~/.cache/snowflock/xen-lab).
-# Measured on the 2-core TCG machine: see the report printed at the end (wall seconds).
+# cached under $SNOWFLOCK_XEN_LAB_DIR (default ~/.cache/snowflock/xen-lab).
+# The same run also sends a malformed guest request (EINVAL, agent keeps serving) and
+# forks once more while host2's agent is killed (sf_join reports that clone failed).
+# Measured on the 2-core TCG machine with cached builds: 149–204 s wall (2026-11-25);
+# the report printed at the end gives the wall seconds. Logs (agents, master, dom0
+# memory, event-loop stalls, WebSocket closes) land in $CACHE/run.
 set -euo pipefail
 PROJECT=$(cd "$(dirname "$0")/../.." && pwd)
-CACHE=${SNOWFLOCK_XEN_LAB:-$HOME/.cache/snowflock/xen-lab}
+CACHE=${SNOWFLOCK_XEN_LAB_DIR:-$HOME/.cache/snowflock/xen-lab}
 TIMEOUT=${SNOWFLOCK_XEN_LAB_TIMEOUT:-900}
 START=$(date +%s)
 echo "[xen-lab] cache: $CACHE" >&2
