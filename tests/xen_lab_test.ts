@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 const enabled = Deno.env.get("SNOWFLOCK_XEN_LAB") === "1";
 
 Deno.test({
-  name: "xen lab: 4 clones of a PV guest on 2 Xen hosts, side by side with xl save/restore",
+  name:
+    "xen lab: 4 clones of a PV guest on 2 Xen hosts, side by side with xl save/restore; a clone on a dying host fails sf_join",
   ignore: !enabled,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -40,6 +41,11 @@ Deno.test({
       ]
     ) assert.equal(typeof result[k], "number", k);
     assert.ok(result.descriptor_bytes < result.guest_memory_bytes / 10);
+    // A malformed guest request got EINVAL and the agent kept serving (the fork came after).
+    assert.equal(result.malformed_request_rc, -22);
+    // Second fork: host2's agent was killed while its clone started; sf_join said so.
+    assert.equal(result.host_death.clone_on_dead_host, "failed");
+    assert.equal(result.host_death.join_rc, 1);
     assert.ok(out.success);
   },
 });

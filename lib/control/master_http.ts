@@ -149,7 +149,10 @@ export function serveMasterHttp(o: HttpOptions): Promise<HttpServer> {
       if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
         return error(400, "bad_request", "Cannot join: expected a WebSocket upgrade");
       }
-      const { socket, response } = Deno.upgradeWebSocket(req);
+      // idleTimeout 0: the agents' heartbeats (--heartbeat-timeout) decide when a host is down.
+      // Deno's default (30 s without a frame → ping, close) dropped agents whose event loop
+      // was busy for 30 s, long before the configured heartbeat timeout.
+      const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 0 });
       m.acceptAgent(socket);
       return response;
     }

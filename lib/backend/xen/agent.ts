@@ -3,9 +3,12 @@
  * MasterCall)`), so `snowflock agent --backend xen` can hand master calls to it.
  *
  *   vm.start     fetch the guest image (a manifest, see manifest.ts), `xl create`
- *   clone.start  fetch the fork's PRESENT pages from the parent host's memory server
- *                (the transport seam: UnicastPageClient), restore each clone paused,
- *                give it its identity in XenStore, unpause
+ *   clone.start  answered at once (a restore takes tens of seconds under emulation,
+ *                longer than the master waits for a reply); then, in the background and
+ *                one fork at a time: fetch the fork's PRESENT pages from the parent host's
+ *                memory server (the transport seam: UnicastPageClient), restore each
+ *                clone paused, give it its identity in XenStore, unpause, and report
+ *                each clone `running` (or `failed`) as a VM event
  *   vm.kill      `xl destroy`;  vm.out  (Xen guests have no /out: empty)
  *
  * Guests call sf_* through XenStore (channel.ts); each call becomes a control-plane
@@ -64,6 +67,13 @@ export interface XenAgentOptions {
   consoleDir?: string;
 }
 
+interface FetchedPages {
+  pages: Map<number, Uint8Array>;
+  count: number;
+  ms: number;
+  stats: ReturnType<PageClient["stats"]>;
+}
+
 interface Vm {
   id: string;
   domid: number;
@@ -84,6 +94,10 @@ export class XenAgentVms {
   #server: PageServer;
   #timer: ReturnType<typeof setInterval>;
   #closed = false;
+  /** Clone restores, one fork after another (memory in dom0 is tight; xl is slow). */
+  #restores: Promise<void> = Promise.resolve();
+  /** Clones killed before their restore finished. */
+  #cancelled = new Set<string>();
   /** Figures of the last fork and clone start, for labs and status. */
   readonly figures: {
     pauseMs?: number;
@@ -159,7 +173,11 @@ export class XenAgentVms {
 
   async #kill(id: string): Promise<void> {
     const vm = this.#vms.get(id);
-    if (!vm || vm.done) return;
+    if (!vm) {
+      this.#cancelled.add(id);
+      return;
+    }
+    if (vm.done) return;
     await this.#finish(vm, "killed");
   }
 
@@ -170,7 +188,7 @@ export class XenAgentVms {
     try {
       this.#watchXs.unwatch(`/local/domain/${vm.domid}/${REQUEST_KEY}`, vm.id);
     } catch { /* gone with the domain */ }
-    await xl(["destroy", vm.id], 60_000).catch(() => {});
+    // Reported before the (slow) destroy: a parent's sf_join waits for this event.
     this.#event({
       kind: "state",
       vm: vm.id,
@@ -178,6 +196,7 @@ export class XenAgentVms {
       ...(state === "exited" ? { exitCode: vm.exitCode ?? 0 } : {}),
       ...(reason ? { reason } : {}),
     });
+    await xl(["destroy", vm.id], 60_000).catch(() => {});
   }
 
   /** Domain states and console output, twice a second. */
@@ -300,8 +319,9 @@ export class XenAgentVms {
       }
       case "exit":
         vm.exitCode = r.code;
-        // Answer first, so the guest's sf exits cleanly; the domain goes right after.
-        setTimeout(() => this.#finish(vm, "exited"), 200);
+        // Answer first, so the guest's sf exits cleanly (and its last console lines reach
+        // the log); the domain goes right after, unless it powered off by itself first.
+        setTimeout(() => this.#finish(vm, "exited"), 1000);
         return [0, undefined];
     }
   }
@@ -311,14 +331,18 @@ export class XenAgentVms {
     const t = vm.tickets.get(ticket);
     if (!t) return [SF.ENOTICKET, 0];
     if (t.cluster) return [SF.EINVAL, 0];
+    const t0 = performance.now();
     const plan = await this.#o.agent.request({
       method: "fork.begin",
       params: { ticket, parentVm: vm.id },
     }) as ForkPlan;
     t.cluster = plan.cluster;
+    const t1 = performance.now();
     const home = `/local/domain/${vm.domid}`;
     const xenstore = [...this.#xs.dump(home)].filter(([k]) => !k.startsWith("device/"));
+    const t2 = performance.now();
     const cap = await captureGuest(vm.id, { tmpDir: this.#o.workDir, xenstore });
+    const t3 = performance.now();
     const forkId = crypto.getRandomValues(new Uint8Array(16));
     const forkKey = crypto.getRandomValues(new Uint8Array(32));
     t.forkId = forkId;
@@ -367,6 +391,11 @@ export class XenAgentVms {
       pauseMs: Math.round(cap.pauseMs),
       descriptorBytes: bytes.length,
       ...cap.counts,
+      beginMs: Math.round(t1 - t0),
+      xenstoreMs: Math.round(t2 - t1),
+      readMs: Math.round(cap.phases?.readMs ?? 0),
+      describeMs: Math.round(cap.phases?.describeMs ?? 0),
+      encodeMs: Math.round(performance.now() - t3),
     });
     // The parent already runs again; the clones start on their hosts in the background.
     this.#dispatch({
@@ -396,21 +425,65 @@ export class XenAgentVms {
     }
   }
 
-  async #startClones(
+  /**
+   * clone.start: checks the descriptor and answers at once; the clones are restored in
+   * the background (after any earlier fork's) and each reports `running` or `failed`.
+   */
+  #startClones(
     cluster: string,
     clones: { clone: number; vm: string }[],
     descriptorB64: string,
   ): Promise<{ started: number }> {
+    let d;
+    try {
+      d = decodeAnyDescriptor(fromBase64(descriptorB64));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (d.kind !== "xen") {
+      return Promise.reject(new Error(`Cannot start ${d.kind} clones on a xen agent`));
+    }
+    const job = this.#restores.then(() => this.#restoreClones(cluster, clones, d));
+    this.#restores = job.catch(() => {});
+    return Promise.resolve({ started: clones.length });
+  }
+
+  async #restoreClones(
+    cluster: string,
+    clones: { clone: number; vm: string }[],
+    d: XenDescriptor,
+  ): Promise<void> {
     const t0 = performance.now();
-    const d = decodeAnyDescriptor(fromBase64(descriptorB64));
-    if (d.kind !== "xen") throw new Error(`Cannot start ${d.kind} clones on a xen agent`);
-    const fetched = await this.#fetchPages(d);
+    const log = this.#o.logger;
+    let fetched: FetchedPages;
+    try {
+      fetched = await this.#fetchPages(d);
+    } catch (e) {
+      log.warn("xen clone pages failed", { cluster, error: e });
+      for (const { vm } of clones) {
+        this.#event({
+          kind: "state",
+          vm,
+          state: "failed",
+          reason: `Cannot fetch the fork's memory: ${(e as Error).message}`,
+        });
+      }
+      return;
+    }
+    log.info("xen clone pages fetched", {
+      cluster,
+      pages: fetched.count,
+      ms: Math.round(fetched.ms),
+    });
     const seq = (d.xen.xenstore.find(([k]) => k === REQUEST_KEY)?.[1] ?? "0").split(" ")[0];
     const zero = d.pageMap.filter((m) => m === PAGE_ZERO).length;
     const untouched = d.pageMap.filter((m) => m === PAGE_UNTOUCHED).length;
-    let started = 0;
     // One restore at a time: under emulation two in parallel are no faster, and memory is tight.
     for (const { clone, vm: id } of clones) {
+      if (this.#cancelled.delete(id) || this.#closed) {
+        this.#event({ kind: "state", vm: id, state: "killed", reason: "killed before it ran" });
+        continue;
+      }
       try {
         const identity = cloneIdentity(d, id, clone);
         const r = await restoreClone(
@@ -429,8 +502,20 @@ export class XenAgentVms {
         this.#xs.write(`${home}/${REPLY_KEY}`, formatReply(seq, 0, clone));
         const vm = this.#adopt(id, r.domid, true);
         vm.lastSeq = seq;
+        if (this.#cancelled.delete(id)) {
+          await this.#finish(vm, "killed", "killed before it ran");
+          continue;
+        }
         await xl(["unpause", id], 60_000);
         this.figures.cloneReadyMs = performance.now() - t0;
+        log.info("xen clone running", {
+          cluster,
+          clone,
+          vm: id,
+          domid: r.domid,
+          restoreMs: Math.round(r.ms),
+          readyMs: Math.round(performance.now() - t0),
+        });
         this.#event({ kind: "state", vm: id, state: "running" });
         const stats: CloneMemoryStats = {
           mode: "eager",
@@ -447,22 +532,15 @@ export class XenAgentVms {
           stalledMs: fetched.ms,
         };
         this.#event({ kind: "memory", vm: id, stats });
-        started++;
       } catch (e) {
-        this.#o.logger.warn("xen clone failed", { cluster, clone, error: e });
+        log.warn("xen clone failed", { cluster, clone, error: e });
         this.#event({ kind: "state", vm: id, state: "failed", reason: (e as Error).message });
       }
     }
-    return { started };
   }
 
   /** Every PRESENT page of the fork, through the transport seam, before any clone runs. */
-  async #fetchPages(d: XenDescriptor): Promise<{
-    pages: Map<number, Uint8Array>;
-    count: number;
-    ms: number;
-    stats: ReturnType<PageClient["stats"]>;
-  }> {
+  async #fetchPages(d: XenDescriptor): Promise<FetchedPages> {
     const t0 = performance.now();
     const wanted: number[] = [];
     d.pageMap.forEach((m, pfn) => m === PAGE_PRESENT && wanted.push(pfn));
@@ -477,8 +555,10 @@ export class XenAgentVms {
     try {
       const done = Promise.withResolvers<void>();
       client.onPages((first, bytes) => {
-        for (let i = 0; i * 4096 < bytes.length; i++) {
-          pages.set(first + i, bytes.slice(i * 4096, (i + 1) * 4096));
+        // One copy per frame, viewed per page: not one small buffer per page (GC under TCG).
+        const own = bytes.slice();
+        for (let i = 0; i * 4096 < own.length; i++) {
+          pages.set(first + i, own.subarray(i * 4096, (i + 1) * 4096));
         }
         if (pages.size >= wanted.length) done.resolve();
       });

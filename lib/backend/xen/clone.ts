@@ -10,7 +10,7 @@
  */
 import type { XenDescriptor } from "../../descriptor/format.ts";
 import { PAGE_PRESENT } from "../../descriptor/page_map.ts";
-import { joinImage } from "./stream.ts";
+import { joinImageChunks } from "./stream.ts";
 import { domid, writeAll, xl } from "./xl.ts";
 
 export interface CloneIdentity {
@@ -55,7 +55,8 @@ export async function restoreClone(
   tmpDir: string,
 ): Promise<{ domid: number; ms: number }> {
   const [major, minor] = d.xen.xenVersion.split(".").map(Number);
-  const chunks = joinImage({
+  // Made one record at a time as the file is written: the event loop gets a turn between.
+  const chunks = joinImageChunks({
     config: renameConfig(d.xen.config, id),
     libxcVersion: 3,
     xenMajor: major,

@@ -92,6 +92,46 @@ export interface SplitImage {
 
 /** Reads an xl save image (an `xl save` file or pipe, whole). */
 export function splitImage(image: Uint8Array): SplitImage {
+  return drain(splitImageSteps(image));
+}
+
+/**
+ * splitImage without holding the event loop: a 128 MiB image takes seconds under
+ * emulation (and minutes on a loaded machine), long enough for an agent to miss its
+ * heartbeats. Yields to the event loop every `sliceMs` of work.
+ */
+export function splitImageAsync(image: Uint8Array, sliceMs = 20): Promise<SplitImage> {
+  return drainAsync(splitImageSteps(image), sliceMs);
+}
+
+/** The chunks of joinImage, made one PAGE_DATA record at a time (for writing as they come). */
+export function* joinImageChunks(p: ImageParts, pagesPerRecord = 512): Generator<Uint8Array> {
+  yield* joinSteps(p, pagesPerRecord);
+}
+
+/** Runs a step generator to its end. */
+function drain<T>(steps: Generator<unknown, T>): T {
+  for (;;) {
+    const n = steps.next();
+    if (n.done) return n.value;
+  }
+}
+
+/** Runs a step generator to its end, giving the event loop a turn every `sliceMs`. */
+export async function drainAsync<T>(steps: Generator<unknown, T>, sliceMs = 20): Promise<T> {
+  let since = performance.now();
+  for (;;) {
+    const n = steps.next();
+    if (n.done) return n.value;
+    if (performance.now() - since >= sliceMs) {
+      await new Promise((r) => setTimeout(r, 0));
+      since = performance.now();
+    }
+  }
+}
+
+/** splitImage's work, one PAGE_DATA record per step. */
+function* splitImageSteps(image: Uint8Array): Generator<void, SplitImage> {
   image = aligned(image);
   const r = new Reader(image);
   const magic = r.bytes(32, "xl magic");
@@ -190,6 +230,7 @@ export function splitImage(image: Uint8Array): SplitImage {
           at += PAGE;
         }
       }
+      yield;
     }
   }
   if (r.remaining !== 0) {
@@ -220,6 +261,10 @@ export interface ImageParts {
 
 /** Writes a save image `xl restore` accepts: xl header, libxl stream, libxc stream. */
 export function joinImage(p: ImageParts, pagesPerRecord = 512): Uint8Array[] {
+  return [...joinSteps(p, pagesPerRecord)];
+}
+
+function* joinSteps(p: ImageParts, pagesPerRecord: number): Generator<Uint8Array> {
   const out: Uint8Array[] = [];
   const cfg = new TextEncoder().encode(`${p.config}\0`);
   const head = new Uint8Array(XL_HEADER_BYTES + 4 + cfg.length);
@@ -275,14 +320,51 @@ export function joinImage(p: ImageParts, pagesPerRecord = 512): Uint8Array[] {
   for (let pfn = 0; pfn < p.types.length; pfn++) {
     if (p.types[pfn] === PFTYPE.XTAB) continue;
     batch.push(pfn);
-    if (batch.length === pagesPerRecord) flush();
+    if (batch.length === pagesPerRecord) {
+      flush();
+      yield* out.splice(0);
+    }
   }
   flush();
   for (const r of libxc) if (!STATIC_TYPES.has(r.type)) out.push(record(r.type, r.body));
   out.push(record(LIBXC_REC.END, new Uint8Array(0)));
   for (const r of p.records) if (r.stream === 2) out.push(record(r.type, r.body));
   out.push(record(LIBXL_REC.END, new Uint8Array(0)));
-  return out;
+  yield* out.splice(0);
+}
+
+/**
+ * Reads a save image file into one buffer placed so the libxl stream starts 8-byte
+ * aligned (no second 128 MiB copy by `aligned`), in slices that leave the event loop free.
+ */
+export async function readImageFile(path: string, sliceBytes = 4 << 20): Promise<Uint8Array> {
+  const f = await Deno.open(path, { read: true });
+  try {
+    const size = (await f.stat()).size;
+    const head = new Uint8Array(Math.min(size, XL_HEADER_BYTES));
+    let got = 0;
+    while (got < head.length) {
+      const n = await f.read(head.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    const start = head.length === XL_HEADER_BYTES
+      ? XL_HEADER_BYTES + view(head).getUint32(44, true)
+      : 0;
+    const pad = (8 - (start % 8)) % 8;
+    const image = new Uint8Array(size + pad).subarray(pad);
+    image.set(head.subarray(0, got));
+    let at = got;
+    while (at < size) {
+      const n = await f.read(image.subarray(at, Math.min(size, at + sliceBytes)));
+      if (n === null) break;
+      at += n;
+    }
+    if (at !== size) throw new XenStreamError(`Cannot read save image ${path}: short read`);
+    return image;
+  } finally {
+    f.close();
+  }
 }
 
 /**

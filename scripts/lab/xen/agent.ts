@@ -10,8 +10,10 @@ import { XenAgentVms } from "../../../lib/backend/xen/agent.ts";
 import { Agent } from "../../../lib/control/agent.ts";
 import { serveAgentData } from "../../../lib/control/agent_http.ts";
 import { createLogger } from "../../../lib/log.ts";
+import { installDiagnostics } from "./diag.ts";
 
 const [master, token, name, slots, ip] = Deno.args;
+installDiagnostics(`agent ${name}`);
 const logger = createLogger(`agent ${name}`, { verbose: Deno.env.get("SF_VERBOSE") === "1" });
 const data = await serveAgentData({ hostname: ip, port: 7072 }, logger);
 const workDir = `/tmp/sf-${name}`;

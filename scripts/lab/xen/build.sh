@@ -89,8 +89,8 @@ if [[ ! -s $CACHE/dom0.cpio.gz || $(cat "$CACHE/dom0.stamp" 2>/dev/null) != "$DO
   # What Deno itself loads (it is not packed; it comes over 9p).
   copy_with_libs "$R" "$(readlink -f "$PROJECT/node_modules/.bin/deno")"
   rm -f "$R$(readlink -f "$PROJECT/node_modules/.bin/deno")"
-  # The libraries the FFI bindings dlopen by soname.
-  for l in libxenctrl.so.4.17 libxenforeignmemory.so.1 libxenstore.so.4 libxenguest.so.4.17 libxenlight.so.4.17 libxentoollog.so.1; do
+  # The libraries the FFI bindings dlopen by soname (libcrypto: the page transport's MACs).
+  for l in libxenctrl.so.4.17 libxenforeignmemory.so.1 libxenstore.so.4 libxenguest.so.4.17 libxenlight.so.4.17 libxentoollog.so.1 libcrypto.so.3; do
     install -D "$(readlink -f /lib/x86_64-linux-gnu/$l)" "$R/lib/x86_64-linux-gnu/$l"
   done
   cp /etc/xen/xl.conf "$R/etc/xen/"

@@ -15,6 +15,8 @@ case ${sf_mode:-idle} in
     echo "[guest] idle (waiting to be copied)"
     while true; do sleep 1; done ;;
   fork)
+    # A malformed request first: the agent answers EINVAL (-22) and keeps serving.
+    echo "[guest] SF-MALFORMED $(sf raw 'bogus%op' 2>&1 | head -1)"
     T=$(sf ticket "${sf_clones:-4}") || { echo "[guest] ticket failed: $T"; poweroff -f; }
     echo "[guest] ticket $T"
     ID=$(sf clone "$T")
@@ -24,6 +26,21 @@ case ${sf_mode:-idle} in
       echo "[guest] parent joining $T"
       sf join "$T"
       echo "[guest] SF-JOINED rc=$?"
+      if [ "${sf_death:-0}" = 1 ]; then
+        # Round 2: one clone per host; the lab kills host2's agent while its clone starts,
+        # and sf_join must report that clone failed (exit 1, "sf join: error -3").
+        T2=$(sf ticket 2) || { echo "[guest] ticket2 failed"; poweroff -f; }
+        echo "[guest] ticket2 $T2"
+        ID2=$(sf clone "$T2")
+        if [ "$ID2" = 0 ]; then
+          sf join "$T2"
+          echo "[guest] SF-JOINED2 rc=$?"
+        else
+          echo "[guest] SF-CLONE2 id=$ID2"
+          sf exit 0
+          poweroff -f
+        fi
+      fi
       sleep 2
       poweroff -f
     else
