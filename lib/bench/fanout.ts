@@ -24,6 +24,8 @@ export interface FanoutOptions {
   memoryMib?: number;
   /** Pages of it every clone reads. */
   workingSetPages?: number;
+  /** MTU of the hosts' links (mcdist sizes its datagrams to it). Default 9000: jumbo frames. */
+  mtu?: number;
   log?: (line: string) => void;
 }
 
@@ -40,6 +42,7 @@ export interface FanoutReport {
   hosts: number;
   memory_mib: number;
   working_set_pages: number;
+  mtu: number;
   loss_percent: number;
   results: FanoutResult[];
   bytes_ratio_16_1: number;
@@ -53,9 +56,10 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
   const mib = o.memoryMib ?? 64;
   const pages = o.workingSetPages ?? 4096;
   const loss = o.loss ?? 0;
+  const mtu = o.mtu ?? 9000;
   const log = o.log ?? (() => {});
   const wasm = await benchGuest("working_set");
-  await using net = await createHosts(hosts + 1);
+  await using net = await createHosts(hosts + 1, { mtu });
   const { client } = await startNetnsCluster(net, {
     cloneSlots: Math.ceil(Math.max(...sizes) / hosts),
   });
@@ -94,6 +98,7 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
     hosts,
     memory_mib: mib,
     working_set_pages: pages,
+    mtu,
     loss_percent: loss,
     results,
     bytes_ratio_16_1: ratio(sixteen?.server_bytes, one?.server_bytes),

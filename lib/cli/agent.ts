@@ -28,6 +28,7 @@ interface AgentFlags {
   mcastPort?: number;
   mcastInterface?: string;
   mcastTtl?: number;
+  mcastMtu?: number;
   verbose?: boolean;
 }
 
@@ -66,6 +67,11 @@ export function agentCommand(): Command {
     .option("--mcast-port <port>", "UDP port of the groups (default 7077)", parseCount(1, 65535))
     .option("--mcast-interface <addr>", "interface address for multicast (default: --advertise)")
     .option("--mcast-ttl <n>", "multicast TTL (default 1: this link)", parseCount(0, 255))
+    .option(
+      "--mcast-mtu <bytes>",
+      "path MTU of page datagrams (default: the interface's, at most 9000)",
+      parseCount(576, 65535),
+    )
     .option("-v, --verbose", "log every event")
     .action(async (f: AgentFlags) => {
       if (!f.join) throw new UsageError("missing --join <addr> (or SNOWFLOCK_MASTER)");
@@ -86,6 +92,7 @@ export function agentCommand(): Command {
           ...(f.mcastPort ? { port: f.mcastPort } : {}),
           ...(f.mcastInterface ? { interface: f.mcastInterface } : {}),
           ...(f.mcastTtl !== undefined ? { ttl: f.mcastTtl } : {}),
+          ...(f.mcastMtu !== undefined ? { mtu: f.mcastMtu } : {}),
         },
         logger,
       });

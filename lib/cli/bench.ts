@@ -119,18 +119,29 @@ function fanoutBench(): Command {
     .option("--loss <percent>", "datagram loss injected on every clone host", parseCount(0, 90), 0)
     .option("--memory-mib <n>", "the parent's buffer", parseCount(1, 4096), 64)
     .option("--pages <n>", "working set every clone reads, in pages", parseCount(1, 1 << 20), 4096)
+    .option(
+      "--mtu <bytes>",
+      "MTU of the hosts' links (9000: jumbo frames)",
+      parseCount(576, 65535),
+      9000,
+    )
     .option("--json", "last line: one JSON object")
-    .action(async (f: { loss: number; memoryMib: number; pages: number; json?: boolean }) => {
-      report(
-        f.json,
-        await benchFanout({
-          loss: f.loss,
-          memoryMib: f.memoryMib,
-          workingSetPages: f.pages,
-          log: progress,
-        }),
-      );
-    });
+    .action(
+      async (
+        f: { loss: number; memoryMib: number; pages: number; mtu: number; json?: boolean },
+      ) => {
+        report(
+          f.json,
+          await benchFanout({
+            loss: f.loss,
+            memoryMib: f.memoryMib,
+            workingSetPages: f.pages,
+            mtu: f.mtu,
+            log: progress,
+          }),
+        );
+      },
+    );
 }
 
 function pythonBench(): Command {

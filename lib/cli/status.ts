@@ -84,7 +84,9 @@ function formatCloneMemory(m: CloneMemoryStats): string {
 function transportOf(h: StatusView["hosts"][number]): string {
   const t = h.memoryTransport;
   if (!t || t.mode === "off") return "unicast (tcp)";
-  if (t.mode === "multicast") return `mcdist ${t.group}:${t.port} on ${t.interface}`;
+  if (t.mode === "multicast") {
+    return `mcdist ${t.group}:${t.port} on ${t.interface}${t.mtu ? ` mtu ${t.mtu}` : ""}`;
+  }
   return `mcdist unicast fallback${t.reason ? ` (${t.reason})` : ""}`;
 }
 

@@ -149,6 +149,7 @@ async function startMulticast(
     port: config.port,
     interface: config.interface,
     ttl: config.ttl,
+    mtu: config.mtu,
     ...(status.reason ? { reason: status.reason } : {}),
   };
   return { server, status, config, info };

@@ -35,6 +35,8 @@ export const MemoryTransportInfo = z.object({
   port: z.number().int().nonnegative().max(65535).optional(),
   interface: z.string().max(64).optional(),
   ttl: z.number().int().nonnegative().max(255).optional(),
+  /** The path MTU mcdist sizes its datagrams for. */
+  mtu: z.number().int().min(576).max(65535).optional(),
   reason: z.string().max(500).optional(),
 }).strict();
 export type MemoryTransportInfo = z.infer<typeof MemoryTransportInfo>;

@@ -20,7 +20,11 @@ export interface McdistConfig {
   interface: string;
   /** Multicast TTL: 1 keeps the pages on the local network. */
   ttl: number;
-  /** Path MTU in bytes; no datagram is bigger than this minus the IP and UDP headers. */
+  /**
+   * Path MTU in bytes; no datagram is bigger than this minus the IP and UDP headers. Default: the
+   * interface's own MTU, at most {@link MAX_AUTO_MTU} (one 4 KiB page per datagram needs more
+   * than 4,124; at 1,500 a page travels in three).
+   */
   mtu: number;
 }
 
@@ -29,16 +33,19 @@ export const DEFAULT_GROUPS = 256;
 export const DEFAULT_PORT = 7077;
 export const DEFAULT_TTL = 1;
 export const DEFAULT_MTU = 1500;
+/** Jumbo frames: the largest MTU taken from an interface without being asked. */
+export const MAX_AUTO_MTU = 9000;
 
 /** Fills in defaults; the interface defaults to the first non-loopback IPv4 address. */
 export function resolveConfig(partial: Partial<McdistConfig> = {}): McdistConfig {
+  const iface = partial.interface ?? defaultInterface();
   const config: McdistConfig = {
     group: partial.group ?? DEFAULT_GROUP,
     groups: partial.groups ?? DEFAULT_GROUPS,
     port: partial.port ?? DEFAULT_PORT,
-    interface: partial.interface ?? defaultInterface(),
+    interface: iface,
     ttl: partial.ttl ?? DEFAULT_TTL,
-    mtu: partial.mtu ?? DEFAULT_MTU,
+    mtu: partial.mtu ?? Math.min(MAX_AUTO_MTU, interfaceMtu(iface) ?? DEFAULT_MTU),
   };
   checkConfig(config);
   return config;
@@ -91,6 +98,20 @@ function defaultInterface(): string {
     if (found !== undefined) return found.address;
   }
   return "127.0.0.1";
+}
+
+/** The MTU of the interface holding IPv4 `address` (sysfs), or undefined when unknown. */
+export function interfaceMtu(address: string): number | undefined {
+  for (const [name, addresses] of Object.entries(networkInterfaces())) {
+    if (!addresses?.some((a) => a.family === "IPv4" && a.address === address)) continue;
+    try {
+      const mtu = Number(Deno.readTextFileSync(`/sys/class/net/${name}/mtu`).trim());
+      return Number.isInteger(mtu) && mtu >= 576 ? mtu : undefined;
+    } catch {
+      return undefined; // no sysfs (or no read permission): the caller's default
+    }
+  }
+  return undefined;
 }
 
 function ipToNumber(address: string): number {

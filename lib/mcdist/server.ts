@@ -20,6 +20,7 @@ import {
 } from "../memory/transport.ts";
 import { groupFor, type McdistConfig, payloadBytes, resolveConfig } from "./config.ts";
 import { FlowController, type FlowOptions, Pacer, RateMeter } from "./flow.ts";
+import { type ReadaheadOptions, StridePredictor } from "./readahead.ts";
 import { ReplayGuard } from "./replay.ts";
 import {
   closeSocket,
@@ -69,6 +70,8 @@ export interface McdistServerOptions {
   idleMs?: number;
   /** Pages announced and pushed at a time. */
   pushBatch?: number;
+  /** Read-ahead windows; `false` pushes nothing ahead of the clones' faults. */
+  readahead?: Partial<ReadaheadOptions> | false;
   log?: Logger;
   inbound?: InboundShim;
 }
@@ -77,7 +80,10 @@ export interface McdistServerOptions {
 export interface McdistForkCounters {
   /** Page requests ignored because the page was queued or just multicast. */
   lockstepIgnored: number;
+  /** Pages pushed while clients were idle (pushPages). */
   pushedPages: number;
+  /** Pages sent ahead of the clones' faults along the scan they follow (readahead.ts). */
+  readaheadPages: number;
   /** Pages sent unicast (end game, unicast mode, or clients without multicast). */
   unicastPages: number;
   /** Current multicast rate limit, datagrams a second. */
@@ -97,7 +103,9 @@ export async function startMcdistServer(options: McdistServerOptions = {}): Prom
 
 interface UnicastQueue {
   to: Endpoint;
+  /** Pages asked for, then pages read ahead (sent only when none is asked for). */
   pages: Set<number>;
+  ahead: Set<number>;
 }
 
 class ForkState {
@@ -111,11 +119,15 @@ class ForkState {
   readonly sentMeter = new RateMeter();
   /** Pages to multicast, in request order; values say whether the page is pushed. */
   readonly multicast = new Map<number, boolean>();
+  /** Pages read ahead for the group, sent when no asked-for page is waiting. */
+  readonly ahead = new Set<number>();
+  /** Each requester's scan, for read-ahead. */
+  readonly predictors = new Map<string, StridePredictor>();
   readonly unicast = new Map<string, UnicastQueue>();
   /** Requesters of each queued multicast page. */
   readonly askers = new Map<number, Set<string>>();
-  /** When each page was last multicast (performance.now() ms), and to answer whom. */
-  readonly lastMulticast: Float64Array;
+  /** When each page was last multicast or pushed (performance.now() ms), and to answer whom. */
+  readonly lastSent: Float64Array;
   readonly answered = new Map<number, Set<string>>();
   /** 1 once a page went out by any route: a second send is a retransmit. */
   readonly everSent: Uint8Array;
@@ -129,13 +141,19 @@ class ForkState {
     this.keys = { key: fork.key, pageSize: fork.pageSize };
     this.group = group;
     this.flow = new FlowController(flow);
-    this.counters = { lockstepIgnored: 0, pushedPages: 0, unicastPages: 0, rate: this.flow.rate };
-    this.lastMulticast = new Float64Array(fork.pageCount).fill(-Infinity);
+    this.counters = {
+      lockstepIgnored: 0,
+      pushedPages: 0,
+      readaheadPages: 0,
+      unicastPages: 0,
+      rate: this.flow.rate,
+    };
+    this.lastSent = new Float64Array(fork.pageCount).fill(-Infinity);
     this.everSent = new Uint8Array(fork.pageCount);
   }
 
   hasWork(): boolean {
-    return this.multicast.size > 0 || this.unicast.size > 0;
+    return this.multicast.size > 0 || this.ahead.size > 0 || this.unicast.size > 0;
   }
 }
 
@@ -288,10 +306,23 @@ export class McdistServer implements PageServer {
     const unicast = wantsUnicast || this.#mode === "unicast" || state.fork.clones <= 1 ||
       this.#endgame(state, now);
     let invalid = false;
+    const queue = (): UnicastQueue => {
+      let q = state.unicast.get(fromKey);
+      if (q === undefined) {
+        state.unicast.set(fromKey, q = { to: from, pages: new Set(), ahead: new Set() });
+      }
+      return q;
+    };
     for (const run of runs) {
       for (let page = run.first; page < run.first + run.count; page++) {
         if (!this.#servable(state, page)) {
           invalid = true;
+          continue;
+        }
+        if (state.ahead.delete(page)) {
+          // Read ahead but not sent yet, and now somebody waits for it: it goes first.
+          state.multicast.set(page, false);
+          state.askers.get(page)!.add(fromKey);
           continue;
         }
         if (!wantsUnicast && this.#lockstep(state, page, fromKey, now)) {
@@ -299,14 +330,23 @@ export class McdistServer implements PageServer {
           continue;
         }
         if (unicast) {
-          let queue = state.unicast.get(fromKey);
-          if (queue === undefined) {
-            state.unicast.set(fromKey, queue = { to: from, pages: new Set() });
-          }
-          queue.pages.add(page);
+          const q = queue();
+          q.ahead.delete(page);
+          q.pages.add(page);
         } else {
           state.multicast.set(page, false);
           state.askers.set(page, new Set([fromKey]));
+        }
+        for (const next of this.#predict(state, fromKey, page)) {
+          if (unicast) {
+            const q = queue();
+            if (!q.pages.has(next)) q.ahead.add(next);
+          } else if (
+            !state.askers.has(next) && now - state.lastSent[next] >= this.#lockstepMs
+          ) {
+            state.ahead.add(next);
+            state.askers.set(next, new Set());
+          }
         }
       }
     }
@@ -314,6 +354,23 @@ export class McdistServer implements PageServer {
       this.#reject(state, "Cannot serve pages: request names pages that are not present");
     }
     this.#schedule(0);
+  }
+
+  /** Pages to read ahead after `page`, which `from` asked for: servable ones not sent yet. */
+  #predict(state: ForkState, from: string, page: number): number[] {
+    if (this.#options.readahead === false) return [];
+    let predictor = state.predictors.get(from);
+    if (predictor === undefined) {
+      predictor = new StridePredictor(state.fork.pageCount, this.#options.readahead);
+      state.predictors.set(from, predictor);
+    }
+    return predictor.observe(page).filter((p) =>
+      state.fork.pageMap[p] === PAGE_PRESENT && state.everSent[p] === 0
+    );
+  }
+
+  get #lockstepMs(): number {
+    return this.#options.lockstepMs ?? 50;
   }
 
   /**
@@ -326,7 +383,7 @@ export class McdistServer implements PageServer {
       askers.add(from);
       return true;
     }
-    if (now - state.lastMulticast[page] >= (this.#options.lockstepMs ?? 50)) return false;
+    if (now - state.lastSent[page] >= this.#lockstepMs) return false;
     const answered = state.answered.get(page)!;
     if (answered.has(from)) return false; // it asked, got its answer, and still lacks the page
     answered.add(from);
@@ -376,6 +433,10 @@ export class McdistServer implements PageServer {
         }
         state.pacer.spend(this.#sendNext(state, now));
       }
+      // Drained with pages still to push (they wait for an idle moment): look again then.
+      if (!state.hasWork() && state.pushNext < state.pushOrder.length) {
+        wait = Math.min(wait, this.#options.idleMs ?? 10);
+      }
     }
     if (wait !== Infinity) this.#schedule(wait);
   }
@@ -407,9 +468,9 @@ export class McdistServer implements PageServer {
 
   /** Forgets who was answered once the lockstep window of a page has passed. */
   #pruneAnswered(state: ForkState, now: number): void {
-    const window = this.#options.lockstepMs ?? 50;
+    const window = this.#lockstepMs;
     for (const page of state.answered.keys()) {
-      if (now - state.lastMulticast[page] < window) break;
+      if (now - state.lastSent[page] < window) break;
       state.answered.delete(page);
     }
   }
@@ -426,33 +487,40 @@ export class McdistServer implements PageServer {
     let to: Endpoint;
     let pages: number[];
     let flags = 0;
-    if (state.multicast.size > 0) {
-      const [first, pushed] = state.multicast.entries().next().value!;
+    if (state.multicast.size > 0 || state.ahead.size > 0) {
+      const demand = state.multicast.size > 0;
+      const [first, pushed] = demand
+        ? state.multicast.entries().next().value!
+        : [state.ahead.values().next().value!, true];
+      const queued = (p: number) => demand ? state.multicast.get(p) === pushed : state.ahead.has(p);
       pages = [first];
-      while (pages.length < perDatagram && state.multicast.get(first + pages.length) === pushed) {
+      while (pages.length < perDatagram && queued(first + pages.length)) {
         pages.push(first + pages.length);
       }
       for (const p of pages) {
         state.multicast.delete(p);
-        // Deleted first so that the map stays in send order for pruning.
-        state.answered.delete(p);
-        state.answered.set(p, state.askers.get(p) ?? new Set());
-        state.askers.delete(p);
+        state.ahead.delete(p);
       }
       if (pushed) flags |= FLAG_PUSHED;
       to = state.group;
-      state.counters.pushedPages += pushed ? pages.length : 0;
+      if (!demand) state.counters.readaheadPages += pages.length;
+      else if (pushed) state.counters.pushedPages += pages.length;
     } else {
       const [key, queue] = state.unicast.entries().next().value!;
-      const first = queue.pages.values().next().value!;
+      const from = queue.pages.size > 0 ? queue.pages : queue.ahead;
+      const first = from.values().next().value!;
       pages = [first];
-      while (pages.length < perDatagram && queue.pages.has(first + pages.length)) {
+      while (pages.length < perDatagram && from.has(first + pages.length)) {
         pages.push(first + pages.length);
       }
-      for (const p of pages) queue.pages.delete(p);
+      for (const p of pages) from.delete(p);
+      if (from === queue.ahead) {
+        flags |= FLAG_PUSHED;
+        state.counters.readaheadPages += pages.length;
+      }
       // Round robin between requesters: this one goes to the back.
       state.unicast.delete(key);
-      if (queue.pages.size > 0) state.unicast.set(key, queue);
+      if (queue.pages.size > 0 || queue.ahead.size > 0) state.unicast.set(key, queue);
       to = queue.to;
       state.counters.unicastPages += pages.length;
     }
@@ -462,11 +530,18 @@ export class McdistServer implements PageServer {
       this.#total.retransmits += pages.length;
     }
     const multicast = to === state.group;
+    // Pushed pages reach their receivers unasked: a request that crosses one is a duplicate too.
+    const inFlight = multicast || (flags & FLAG_PUSHED) !== 0;
     for (const p of pages) {
       state.everSent[p] = 1;
-      if (multicast) state.lastMulticast[p] = now;
+      if (!inFlight) continue;
+      state.lastSent[p] = now;
+      // Deleted first so that the map stays in send order for pruning.
+      state.answered.delete(p);
+      state.answered.set(p, state.askers.get(p) ?? new Set());
+      state.askers.delete(p);
     }
-    if (multicast) this.#pruneAnswered(state, now);
+    if (inFlight) this.#pruneAnswered(state, now);
     const data = state.fork.reader.readPages(pages[0], pages.length);
     const pageSize = state.fork.pageSize;
     if (pageSize <= room) {

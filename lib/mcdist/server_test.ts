@@ -14,7 +14,8 @@ import { PacketType } from "./wire.ts";
 const PAGE = 4096;
 
 function config(): Partial<McdistConfig> {
-  return { interface: "127.0.0.1", port: 40_000 + Math.floor(Math.random() * 20_000) };
+  // MTU 1500, not loopback's own: a page then travels in three parts.
+  return { interface: "127.0.0.1", port: 40_000 + Math.floor(Math.random() * 20_000), mtu: 1500 };
 }
 
 function fork(clones: number, pageCount = 512): ServedFork {
@@ -145,6 +146,47 @@ Deno.test("idle clients receive pushed pages they never asked for", async () => 
   await until(() => seen.has(200));
   assert.ok([100, 101, 102].every((p) => seen.has(p)));
   assert.equal(r.server.counters(r.fork.forkId).pushedPages, 4);
+});
+
+Deno.test("a scan is read ahead: the clones get the next pages before they ask", async () => {
+  await using r = await rig(2);
+  const seen = new Set<number>();
+  r.clients[1].onPages((first, bytes) => {
+    for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
+  });
+  for (const page of [40, 44, 48]) {
+    r.clients[0].request([page]);
+    await until(() => seen.has(page));
+  }
+  await until(() => [52, 56, 60, 64].every((p) => seen.has(p)));
+  const counters = r.server.counters(r.fork.forkId);
+  assert.ok(counters.readaheadPages >= 4, `${counters.readaheadPages} pages read ahead`);
+  assert.equal(counters.pushedPages, 0);
+  assert.ok(!seen.has(53) && !seen.has(36), "only the scan's own pages");
+});
+
+Deno.test("without read-ahead only asked-for pages are sent", async () => {
+  const cfg = config();
+  const served = fork(1);
+  const server = await startMcdistServer({ config: cfg, readahead: false });
+  server.addFork(served);
+  const client = await openMcdistClient(accessOf(served, server.address), { config: cfg });
+  try {
+    const seen = new Set<number>();
+    client.onPages((first, bytes) => {
+      for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
+    });
+    for (const page of [0, 1, 2, 3]) {
+      client.request([page]);
+      await until(() => seen.has(page));
+    }
+    await delay(50);
+    assert.deepEqual([...seen].sort((a, b) => a - b), [0, 1, 2, 3]);
+    assert.equal(server.counters(served.forkId).readaheadPages, 0);
+  } finally {
+    await client.close();
+    await server.close();
+  }
 });
 
 Deno.test("the end game answers the last client by unicast", async () => {

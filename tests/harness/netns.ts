@@ -51,6 +51,8 @@ export interface CreateHostsOptions {
   prefix?: string;
   /** An IPv4 network such as `10.231.7.0/24`; the bridge gets its first address. */
   subnet?: string;
+  /** MTU of the bridge and every host link: 1500 (default), or e.g. 9000 for jumbo frames. */
+  mtu?: number;
 }
 
 /** The hosts of one test and what a test does with them. */
@@ -119,7 +121,11 @@ export async function createHosts(n: number, options: CreateHostsOptions = {}): 
       `Cannot create hosts: ${formatSubnet(subnet)} has no room for a bridge and ${n} hosts`,
     );
   }
-  const net = new LinuxHostNet(tag, n, subnet);
+  const mtu = options.mtu ?? 1500;
+  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) {
+    throw new RangeError(`Cannot create hosts: MTU ${mtu} is not in 576..65535`);
+  }
+  const net = new LinuxHostNet(tag, n, subnet, mtu);
   track(net);
   try {
     await net.setUp();
@@ -215,7 +221,7 @@ class LinuxHostNet implements HostNet {
   #processes = new Set<HarnessProcess>();
   #destroying: Promise<void> | undefined;
 
-  constructor(tag: string, n: number, subnet: Subnet) {
+  constructor(tag: string, n: number, subnet: Subnet, readonly mtu: number) {
     this.bridge = `${tag}b`;
     this.bridgeAddress = formatIp(subnet.base + 1);
     this.prefixLength = subnet.length;
@@ -233,7 +239,8 @@ class LinuxHostNet implements HostNet {
     const len = this.prefixLength;
     // Without snooping the bridge floods multicast to every port, so delivery
     // does not hang on IGMP reports racing the first datagrams.
-    await ip(["link", "add", "name", this.bridge, "type", "bridge", "mcast_snooping", "0"]);
+    const mtu = ["mtu", String(this.mtu)];
+    await ip(["link", "add", "name", this.bridge, ...mtu, "type", "bridge", "mcast_snooping", "0"]);
     await ip(["addr", "add", `${this.bridgeAddress}/${len}`, "dev", this.bridge]);
     await ip(["link", "set", this.bridge, "up"]);
     await Promise.all(this.hosts.map(async (host) => {
@@ -244,11 +251,13 @@ class LinuxHostNet implements HostNet {
         "link",
         "add",
         veth,
+        ...mtu,
         "type",
         "veth",
         "peer",
         "name",
         host.iface,
+        ...mtu,
         "netns",
         host.netns,
       ]);
