@@ -260,7 +260,7 @@ export class McdistClient implements PageClient {
   }
 
   #timeoutMs(attempts: number): number {
-    const min = this.#options.minTimeoutMs ?? 20;
+    const min = this.#options.minTimeoutMs ?? 10;
     const max = this.#options.maxTimeoutMs ?? 250;
     const base = this.#srtt < 0 ? min : Math.max(min, this.#srtt + 4 * this.#rttvar);
     // Gentle back-off: most misses are random loss, not an overloaded server.

@@ -16,7 +16,8 @@ export interface ReadaheadOptions {
   maxWindow: number;
 }
 
-export const DEFAULT_READAHEAD: ReadaheadOptions = { initialWindow: 8, maxWindow: 256 };
+/** At most 64 pages: what a scan that stops costs in pages nobody reads. */
+export const DEFAULT_READAHEAD: ReadaheadOptions = { initialWindow: 8, maxWindow: 64 };
 
 /** Predicts one fork's next pages from the pages asked for the first time, in request order. */
 export class StridePredictor {
