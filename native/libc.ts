@@ -24,6 +24,9 @@ const symbols = {
   close: { parameters: ["i32"], result: "i32" },
   // int madvise(void *addr, size_t length, int advice): addr passed as an integer address.
   madvise: { parameters: ["u64", "usize", "i32"], result: "i32" },
+  // int mincore(void *addr, size_t length, unsigned char *vec): addr passed as an integer
+  // address; vec holds one byte per page of the range.
+  mincore: { parameters: ["u64", "usize", "buffer"], result: "i32" },
   // int poll(struct pollfd *fds, nfds_t nfds, int timeout)
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // int eventfd(unsigned int initval, int flags)
@@ -42,6 +45,14 @@ const symbols = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   // int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  // int bind(int fd, const struct sockaddr *addr, socklen_t len)
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int listen(int fd, int backlog)
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags): addr NULL here.
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
+  // int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int *__errno_location(void): this thread's errno.
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -89,6 +100,8 @@ export const Errno = {
   EPIPE: 32,
   EPROTO: 71,
   EOPNOTSUPP: 95,
+  EADDRINUSE: 98,
+  ECONNABORTED: 103,
   ECONNRESET: 104,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
@@ -215,10 +228,22 @@ export function close(fd: number): void {
 
 /** madvise(2) advice values. */
 export const MADV_DONTNEED = 4;
+/** madvise: back the range with transparent huge pages (asm-generic/mman-common.h). */
+export const MADV_HUGEPAGE = 14;
 
 /** madvise(address, length, advice) */
 export function madvise(address: number, length: number, advice: number): void {
   check(`madvise(${advice})`, libc().madvise(BigInt(address), BigInt(length), advice));
+}
+
+/**
+ * mincore(address, vec.byteLength pages, vec): bit 0 of vec[i] is set when page i is resident.
+ * `address` must be page aligned.
+ */
+export function mincore(address: number, pageSize: number, vec: Uint8Array): void {
+  // Synchronous call: the kernel writes vec.byteLength bytes into `vec`, alive for the call.
+  const length = BigInt(vec.byteLength * pageSize);
+  check("mincore", libc().mincore(BigInt(address), length, vec));
 }
 
 /** poll(2) event bits. */
@@ -273,7 +298,7 @@ export function monotonicMicros(): number {
   return Number(view.getBigInt64(0, true)) * 1e6 + Number(view.getBigInt64(8, true)) / 1e3;
 }
 
-// ---- sockets (blocking I/O for worker threads; the main thread uses Deno's async sockets) ----
+// ---- sockets (driven with poll by worker threads; the main thread uses Deno's async sockets) ----
 
 const AF_INET = 2;
 const SOCK_STREAM = 1;
@@ -282,6 +307,7 @@ const SOCK_CLOEXEC = 0x80000;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
 const SO_RCVBUF = 8;
 /** send(2)/recv(2) flag: do not block. */
@@ -295,24 +321,12 @@ export const MSG_NOSIGNAL = 0x4000;
  * the address.
  */
 export function tcpConnect(ipv4: string, port: number, timeoutMs: number): number {
-  const octets = ipv4.split(".").map(Number);
-  if (
-    octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255) ||
-    !Number.isInteger(port) || port <= 0 || port > 65535
-  ) {
-    throw new TypeError(`Cannot connect to ${ipv4}:${port}: not an IPv4 address and port`);
-  }
   const where = `connect to ${ipv4}:${port}`;
+  const addr = sockaddrIn(ipv4, port, 1, where);
   const fd = check(where, libc().socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   try {
-    // struct sockaddr_in: u16 family (host order), u16 port and u32 address (network order),
-    // 8 zero bytes: 16 bytes, read during the synchronous connect only.
-    const addr = new Uint8Array(16);
-    const v = new DataView(addr.buffer);
-    v.setUint16(0, AF_INET, true);
-    v.setUint16(2, port, false);
-    addr.set(octets, 4);
-    const r = check(where, libc().connect(fd, addr, 16), [Errno.EINPROGRESS]);
+    // addr: read during the synchronous connect only.
+    const r = check(where, libc().connect(fd, addr, SOCKADDR_IN_SIZE), [Errno.EINPROGRESS]);
     if (r < 0) {
       const pfd = new Uint8Array(POLLFD_SIZE);
       const pv = new DataView(pfd.buffer);
@@ -342,6 +356,77 @@ export function tcpConnect(ipv4: string, port: number, timeoutMs: number): numbe
     libc().close(fd);
     throw e;
   }
+}
+
+/** sizeof(struct sockaddr_in). */
+const SOCKADDR_IN_SIZE = 16;
+
+/**
+ * struct sockaddr_in for `ipv4:port`: u16 family (host order), u16 port and u32 address
+ * (network order), 8 zero bytes. `minPort` 0 lets a listener ask for any free port.
+ */
+function sockaddrIn(ipv4: string, port: number, minPort: number, op: string): Uint8Array {
+  const octets = ipv4.split(".").map(Number);
+  if (
+    octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255) ||
+    !Number.isInteger(port) || port < minPort || port > 65535
+  ) {
+    throw new TypeError(`Cannot ${op}: not an IPv4 address and port`);
+  }
+  const addr = new Uint8Array(SOCKADDR_IN_SIZE);
+  const v = new DataView(addr.buffer);
+  v.setUint16(0, AF_INET, true);
+  v.setUint16(2, port, false);
+  addr.set(octets, 4);
+  return addr;
+}
+
+/**
+ * A non-blocking TCP listening socket on `ipv4:port` (port 0: any free port), with
+ * SO_REUSEADDR as Deno.listen sets it. Returns the socket and the port it got.
+ */
+export function tcpListen(
+  ipv4: string,
+  port: number,
+  backlog = 128,
+): { fd: number; port: number } {
+  const where = `listen on ${ipv4}:${port}`;
+  const addr = sockaddrIn(ipv4, port, 0, where);
+  const fd = check(where, libc().socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  try {
+    setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, `${where}: set SO_REUSEADDR`);
+    // addr: read during the synchronous bind only.
+    check(where, libc().bind(fd, addr, SOCKADDR_IN_SIZE));
+    check(where, libc().listen(fd, backlog));
+    // getsockname fills addr (16 bytes) and len (socklen_t) during the synchronous call.
+    const len = new Uint8Array(new Uint32Array([SOCKADDR_IN_SIZE]).buffer);
+    check(where, libc().getsockname(fd, addr, len));
+    return { fd, port: new DataView(addr.buffer).getUint16(2, false) };
+  } catch (e) {
+    libc().close(fd);
+    throw e;
+  }
+}
+
+/**
+ * Accept one connection on a non-blocking listening socket: a non-blocking, close-on-exec
+ * socket with TCP_NODELAY, or -EAGAIN when none is waiting (a connection reset before it was
+ * accepted counts as none).
+ */
+export function tcpAccept(fd: number): number {
+  const got = check(
+    "accept",
+    libc().accept4(fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC),
+    [Errno.EAGAIN, Errno.ECONNABORTED, Errno.EINTR],
+  );
+  if (got < 0) return -Errno.EAGAIN;
+  try {
+    setIntOption(got, IPPROTO_TCP, TCP_NODELAY, 1, "set TCP_NODELAY");
+  } catch (e) {
+    libc().close(got);
+    throw e;
+  }
+  return got;
 }
 
 /** setsockopt(fd, level, name, int value) */

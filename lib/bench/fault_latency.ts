@@ -32,6 +32,13 @@ export interface FaultLatencyReport {
   loopback_p99_us: number;
   /** Pages per second fetched and installed with batching from the loopback memory server. */
   pages_per_s: number;
+  /**
+   * CPU time per page of that batched run: the memory server's process (its worker reads, seals
+   * and sends) and this one (the fault worker receives, checks and installs). Whichever side is
+   * the larger bounds pages_per_s on a machine whose cores are busy elsewhere.
+   */
+  server_us_per_page: number;
+  client_us_per_page: number;
   /** Pages per second installed with batching from a snapshot in this process. */
   local_pages_per_s: number;
   /** The previous path (fault worker → main thread → page client) over loopback. */
@@ -61,7 +68,7 @@ export async function benchFaultLatency(o: FaultLatencyOptions = {}): Promise<Fa
     const address = await firstLine(local.stdout);
     const unicast = (server: string): Via => ({ server, direct: true });
     const loopback = await faultRun(unicast(address), forkId, key, pages, faults);
-    const throughput = await batchRun(unicast(address), forkId, key, pages, batch);
+    const throughput = await batchRun(unicast(address), forkId, key, pages, batch, local.pid);
     const viaSource: Via = { server: address, direct: false };
     const oldPath = await faultRun(viaSource, forkId, key, pages, faults);
     const oldThroughput = await batchRun(viaSource, forkId, key, pages, batch);
@@ -72,7 +79,7 @@ export async function benchFaultLatency(o: FaultLatencyOptions = {}): Promise<Fa
       await parent.snapshot.ready;
       const via: Via = { server: address, direct: true, snapshot: parent.snapshot };
       near = await faultRun(via, forkId, key, pages, faults);
-      localThroughput = await batchRun(via, forkId, key, pages, batch);
+      localThroughput = (await batchRun(via, forkId, key, pages, batch)).pagesPerSecond;
     } finally {
       await parent.snapshot.release();
     }
@@ -92,10 +99,12 @@ export async function benchFaultLatency(o: FaultLatencyOptions = {}): Promise<Fa
       local_p99_us: round(near.p99),
       loopback_p50_us: round(loopback.p50),
       loopback_p99_us: round(loopback.p99),
-      pages_per_s: Math.round(throughput),
+      pages_per_s: Math.round(throughput.pagesPerSecond),
+      server_us_per_page: round(throughput.serverMicros / batch),
+      client_us_per_page: round(throughput.clientMicros / batch),
       local_pages_per_s: Math.round(localThroughput),
       source_p50_us: round(oldPath.p50),
-      source_pages_per_s: Math.round(oldThroughput),
+      source_pages_per_s: Math.round(oldThroughput.pagesPerSecond),
       ...(note ? { note } : {}),
     };
   } finally {
@@ -199,22 +208,46 @@ async function faultRun(
   }
 }
 
-/** Fetch `count` pages at once through memtap; pages per second. */
+/**
+ * Fetch `count` pages at once through memtap: pages per second, and the CPU time it took in
+ * this process and in the memory server's (`serverPid`, 0 when it is not measured).
+ */
 async function batchRun(
   via: Via,
   forkId: Uint8Array,
   key: Uint8Array,
   pages: number,
   count: number,
-): Promise<number> {
+  serverPid = 0,
+): Promise<{ pagesPerSecond: number; serverMicros: number; clientMicros: number }> {
   const tap = await openTap(via, forkId, key, pages);
   try {
+    const server0 = serverPid ? cpuMicros(serverPid) : 0;
+    const client0 = cpuMicros(Deno.pid);
     const t0 = performance.now();
     await tap.memtap.fill();
-    return count / ((performance.now() - t0) / 1000);
+    const seconds = (performance.now() - t0) / 1000;
+    return {
+      pagesPerSecond: count / seconds,
+      serverMicros: serverPid ? cpuMicros(serverPid) - server0 : 0,
+      clientMicros: cpuMicros(Deno.pid) - client0,
+    };
   } finally {
     await tap.close();
   }
+}
+
+/** CPU time (µs) the live threads of process `pid` have used: /proc/<pid>/task/<tid>/schedstat. */
+function cpuMicros(pid: number): number {
+  let nanos = 0;
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      nanos += Number(
+        Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0],
+      );
+    } catch { /* the thread ended meanwhile */ }
+  }
+  return nanos / 1000;
 }
 
 function round(x: number): number {

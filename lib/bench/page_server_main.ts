@@ -10,7 +10,9 @@ import { UnicastPageServer } from "../memory/unicast/server.ts";
 
 const [hostname, forkId, key, pagesText] = Deno.args;
 const pages = Number(pagesText);
-const bytes = new Uint8Array(pages * 4096).fill(0x5a);
+// Shared from the start, as a parent's snapshot is: the server's worker reads it in place.
+const image = new SharedArrayBuffer(pages * 4096);
+const bytes = new Uint8Array(image).fill(0x5a);
 const server = UnicastPageServer.listen({ hostname });
 server.addFork({
   forkId: fromHex(forkId),
@@ -18,7 +20,10 @@ server.addFork({
   pageSize: 4096,
   pageCount: pages,
   pageMap: new Uint8Array(pages).fill(PAGE_PRESENT),
-  reader: { readPages: (first, count) => bytes.subarray(first * 4096, (first + count) * 4096) },
+  reader: {
+    readPages: (first, count) => bytes.subarray(first * 4096, (first + count) * 4096),
+    shared: { source: { kind: "image", bytes: image }, read: new SharedArrayBuffer(8) },
+  },
   clones: 1,
 });
 console.log(`serving ${server.address}`);

@@ -52,6 +52,7 @@ import {
   TIME_STALLED_US,
 } from "./fault_protocol.ts";
 import { PAGE_PRESENT } from "./page_mark.ts";
+import { SharedPageReader } from "./shared_pages.ts";
 import {
   decodeFrame,
   decodeHeader,
@@ -140,21 +141,14 @@ export function claimMissing(ctx: DirectContext): number[] {
 /** PRESENT pages copied from a snapshot of this process. */
 export class SnapshotResolver {
   #ctx: DirectContext;
-  #live: Uint8Array;
-  #store: Uint8Array;
-  #saved: Uint8Array;
+  #pages: SharedPageReader;
   // Staging for one run: the kernel copies from it during UFFDIO_COPY; kept for the worker's life.
   #scratch: Uint8Array;
 
   constructor(ctx: DirectContext, d: DirectSnapshot) {
     this.#ctx = ctx;
-    this.#live = new Uint8Array(d.live);
-    this.#store = new Uint8Array(d.store);
-    this.#saved = new Uint8Array(d.saved);
+    this.#pages = new SharedPageReader(d, ctx.pageSize, ctx.pageCount);
     this.#scratch = new Uint8Array(SNAPSHOT_RUN * ctx.pageSize);
-    if (this.#live.byteLength < ctx.pageCount * ctx.pageSize) {
-      throw new RangeError("Cannot resolve from snapshot: it is smaller than the clone's memory");
-    }
   }
 
   /** Install `pages` (claimed) now; `at` = when their faults were read (negative: untimed). */
@@ -181,17 +175,8 @@ export class SnapshotResolver {
   }
 
   #copy(first: number, count: number): void {
-    const ps = this.#ctx.pageSize;
-    const out = this.#scratch.subarray(0, count * ps);
-    out.set(this.#live.subarray(first * ps, (first + count) * ps));
-    // snapshot.ts: a page whose saved flag is set after the live copy may have been written
-    // since; its clone-time contents are in the store (copied there before the flag was set).
-    for (let k = 0; k < count; k++) {
-      const page = first + k;
-      if (Atomics.load(this.#saved, page) !== 0) {
-        out.set(this.#store.subarray(page * ps, (page + 1) * ps), k * ps);
-      }
-    }
+    const out = this.#scratch.subarray(0, count * this.#ctx.pageSize);
+    this.#pages.read(first, count, out);
     installRun(this.#ctx, first, out);
   }
 }

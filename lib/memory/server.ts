@@ -15,6 +15,7 @@ import {
   type ServedFork,
   type TransportStats,
 } from "./transport.ts";
+import { sharePages } from "./shared_pages.ts";
 import { toHex } from "../backend/wasm/fork_descriptor.ts";
 
 /** A fork to serve, and how to free what backs it. */
@@ -28,14 +29,15 @@ export interface ServeFork extends Omit<ServedFork, "reader"> {
 export interface ForkServeStats {
   pages: number;
   pagesPresent: number;
-  /** Pages read from the snapshot to be sent (each time it was sent). */
+  /** Pages read from the snapshot to be sent (each time it was sent), by any thread. */
   pagesServed: number;
   transport: TransportStats;
 }
 
 interface Entry {
   fork: ServeFork;
-  served: { pages: number };
+  /** BigInt64Array(1): SharedPages.read, pages read by every transport and thread. */
+  served: BigInt64Array;
   present: number;
 }
 
@@ -64,14 +66,19 @@ export class MemoryServer {
     return this.#multicast?.address;
   }
 
-  /** Start serving a fork. */
+  /**
+   * Start serving a fork. Its pages are shared with the transports' threads: a Snapshot's own
+   * buffers, else a copy of the PRESENT pages (see shared_pages.ts).
+   */
   add(fork: ServeFork): void {
-    const served = { pages: 0 };
+    const shared = sharePages(fork.reader, fork.pageMap, fork.pageSize);
+    const served = new BigInt64Array(shared.read);
     const reader: PageReader = {
       readPages(first, count) {
-        served.pages += count;
+        Atomics.add(served, 0, BigInt(count));
         return fork.reader.readPages(first, count);
       },
+      shared,
     };
     this.#forks.set(toHex(fork.forkId), {
       fork,
@@ -87,7 +94,8 @@ export class MemoryServer {
     const entry = this.#forks.get(id);
     if (entry === undefined) return;
     this.#forks.delete(id);
-    for (const t of this.#transports()) t.removeFork(forkId);
+    // Released only once no transport thread reads the pages any more.
+    await Promise.all(this.#transports().map((t) => t.removeFork(forkId)));
     await entry.fork.release();
   }
 
@@ -98,7 +106,7 @@ export class MemoryServer {
     return {
       pages: entry.fork.pageCount,
       pagesPresent: entry.present,
-      pagesServed: entry.served.pages,
+      pagesServed: Number(Atomics.load(entry.served, 0)),
       transport: this.#transports().map((t) => t.stats(forkId)).reduce(addStats, emptyStats()),
     };
   }

@@ -5,10 +5,17 @@
  * never carries pages.
  */
 
+import type { SharedPages } from "./shared_pages.ts";
+
 /** Reads the clone-time contents of a fork's pages (a Snapshot, or a saved checkpoint). */
 export interface PageReader {
   /** `count` pages from `first`, contiguous, `count * pageSize` bytes. */
   readPages(first: number, count: number): Uint8Array;
+  /**
+   * The same pages in shared memory, for a server thread of this process (sharePages() in
+   * shared_pages.ts makes them from any reader).
+   */
+  readonly shared?: SharedPages;
 }
 
 /** One fork as its memory server knows it. */
@@ -45,8 +52,12 @@ export interface PageServer {
   /** Where clones reach it ("host:port"); goes in the descriptor as the memory server. */
   readonly address: string;
   addFork(fork: ServedFork): void;
-  /** Stops serving a fork (its last clone is gone); later requests for it are rejected. */
-  removeFork(forkId: Uint8Array): void;
+  /**
+   * Stops serving a fork (its last clone is gone); later requests for it are rejected. A
+   * returned promise settles once no thread reads the fork's pages any more: only then may
+   * its reader be released.
+   */
+  removeFork(forkId: Uint8Array): void | Promise<void>;
   stats(forkId?: Uint8Array): TransportStats;
   close(): Promise<void>;
 }

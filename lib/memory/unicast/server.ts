@@ -2,32 +2,41 @@
  * The unicast page server: one TCP listener per agent serving the pages of every fork it was
  * given (WIRE.md). Each connection belongs to one fork and must prove it holds the fork key.
  *
+ * The connections live on a dedicated worker (server_worker.ts) that reads the forks' pages from
+ * shared memory (../shared_pages.ts: a Snapshot's buffers, or an image of any other reader's
+ * PRESENT pages made when the fork is added), so answering a fault never waits for this thread's
+ * event loop. This side binds the listener (so the address is known at once), posts the forks to
+ * the worker and reads its counters from shared memory.
+ *
  * @module
  */
 
 import { toHex } from "../../backend/wasm/fork_descriptor.ts";
-import { emptyStats, type PageServer, type ServedFork, type TransportStats } from "../transport.ts";
-import { PAGE_PRESENT } from "../page_mark.ts";
 import {
-  decodeFrame,
-  encodeFrame,
-  type Frame,
-  FRAME_ERROR,
-  FRAME_HELLO,
-  FRAME_PAGES,
-  FRAME_REQUEST,
-  type FrameAuth,
-  FrameReader,
-  helloAuth,
-  MAX_RUN_PAGES,
-  NONCE_BYTES,
-  type PageRun,
-  sessionAuth,
-} from "./wire.ts";
+  close,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  eventfd,
+  tcpListen,
+  write,
+} from "../../../native/libc.ts";
+import { sharePages } from "../shared_pages.ts";
+import { emptyStats, type PageServer, type ServedFork, type TransportStats } from "../transport.ts";
+import {
+  type AddFork,
+  type CloseServer,
+  CONTROL_SLOTS,
+  type FromServerWorker,
+  GEN,
+  type InitServer,
+  type RemoveFork,
+  STAT_KEYS,
+  STAT_SLOTS,
+} from "./server_protocol.ts";
 
 /** Options of {@link UnicastPageServer.listen}. */
 export interface UnicastServerOptions {
-  /** Address to bind (an interface address, or 0.0.0.0). */
+  /** IPv4 address to bind (an interface address, or 0.0.0.0). */
   hostname: string;
   /** 0 (default) picks a free port. */
   port?: number;
@@ -35,238 +44,146 @@ export interface UnicastServerOptions {
   advertise?: string;
 }
 
-const ZERO_NONCE = new Uint8Array(NONCE_BYTES);
-
-/** One authenticated connection. */
-interface Session {
-  id: string;
-  fork: ServedFork;
-  rx: number;
-  tx: number;
-  /** MACs of the client's frames and of ours. */
-  rxAuth: FrameAuth;
-  txAuth: FrameAuth;
+/** The server's worker failed; it serves nothing any more. */
+export class PageServerError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PageServerError";
+  }
 }
-const SEND_BATCH_BYTES = 1 << 20;
 
-/** Serves the pages of forks over TCP. */
+type Command = Omit<AddFork, "gen"> | Omit<RemoveFork, "gen"> | Omit<CloseServer, "gen">;
+
+const WORKER_URL = new URL("./server_worker.ts", import.meta.url);
+const CLOSE_WAIT_MS = 1000;
+// eventfd increment (u64 1), 8 bytes; written synchronously.
+const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
+
+/** Serves the pages of forks over TCP, from its worker thread. */
 export class UnicastPageServer implements PageServer {
-  #listener: Deno.TcpListener;
-  #forks = new Map<string, ServedFork>();
-  #stats = new Map<string, TransportStats>();
-  #total = emptyStats();
-  #conns = new Set<Deno.TcpConn>();
-  #accepting: Promise<void>;
-  #closed = false;
+  #worker: Worker;
+  #listenFd: number;
+  #efd: number;
+  #control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+  #total = new Float64Array(new SharedArrayBuffer(STAT_SLOTS * 8));
+  #stats = new Map<string, Float64Array>();
+  /** Commands awaited by generation, settled when the worker has applied them. */
+  #waiting = new Map<number, () => void>();
+  #closing: Promise<void> | undefined;
+  #failure: PageServerError | undefined;
   readonly address: string;
 
-  private constructor(listener: Deno.TcpListener, advertise: string) {
-    this.#listener = listener;
-    this.address = `${advertise}:${listener.addr.port}`;
-    this.#accepting = this.#accept();
+  private constructor(listenFd: number, address: string) {
+    this.#listenFd = listenFd;
+    this.address = address;
+    // Wakes the worker out of poll() for a command; closed after the worker has stopped.
+    this.#efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    this.#worker = new Worker(WORKER_URL, { type: "module" });
+    this.#worker.onmessage = (event: MessageEvent<FromServerWorker>) => {
+      const message = event.data;
+      if (message.kind === "applied") this.#settle(message.gen);
+      else this.#fail(new PageServerError(`Cannot serve pages: ${message.message}`));
+    };
+    this.#worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.#fail(new PageServerError(`Cannot serve pages: worker died: ${event.message}`));
+    };
+    const init: InitServer = {
+      kind: "init",
+      listenFd,
+      efd: this.#efd,
+      control: this.#control.buffer as SharedArrayBuffer,
+      total: this.#total.buffer as SharedArrayBuffer,
+    };
+    this.#worker.postMessage(init);
   }
 
-  /** Bind and start accepting. */
+  /** Bind and start serving (connections queue in the kernel until the worker is up). */
   static listen(o: UnicastServerOptions): UnicastPageServer {
-    const listener = Deno.listen({ hostname: o.hostname, port: o.port ?? 0, transport: "tcp" });
-    return new UnicastPageServer(listener, o.advertise ?? o.hostname);
+    const { fd, port } = tcpListen(o.hostname, o.port ?? 0);
+    return new UnicastPageServer(fd, `${o.advertise ?? o.hostname}:${port}`);
   }
 
+  /** The worker's failure, if it failed (then no fork is served). */
+  get failure(): PageServerError | undefined {
+    return this.#failure;
+  }
+
+  /** Serve a fork; a reader without shared pages is copied (its PRESENT pages) first. */
   addFork(fork: ServedFork): void {
-    const id = toHex(fork.forkId);
-    this.#forks.set(id, fork);
-    this.#stats.set(id, emptyStats());
+    const stats = new SharedArrayBuffer(STAT_SLOTS * 8);
+    this.#stats.set(toHex(fork.forkId), new Float64Array(stats));
+    this.#command({
+      kind: "add",
+      forkId: fork.forkId,
+      key: fork.key,
+      pageSize: fork.pageSize,
+      pageCount: fork.pageCount,
+      pageMap: fork.pageMap,
+      pages: sharePages(fork.reader, fork.pageMap, fork.pageSize),
+      stats,
+    });
   }
 
-  removeFork(forkId: Uint8Array): void {
-    this.#forks.delete(toHex(forkId));
+  /** Settles once the worker has closed the fork's connections and reads none of its pages. */
+  removeFork(forkId: Uint8Array): Promise<void> {
+    return this.#command({ kind: "remove", forkId });
   }
 
   stats(forkId?: Uint8Array): TransportStats {
-    if (forkId === undefined) return { ...this.#total };
-    return { ...(this.#stats.get(toHex(forkId)) ?? emptyStats()) };
+    const slots = forkId === undefined ? this.#total : this.#stats.get(toHex(forkId));
+    const stats = emptyStats();
+    if (slots !== undefined) STAT_KEYS.forEach((key, i) => stats[key] = slots[i]);
+    return stats;
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return await this.#accepting;
-    this.#closed = true;
-    this.#listener.close();
-    for (const conn of this.#conns) conn.close();
-    await this.#accepting;
-  }
-
-  async #accept(): Promise<void> {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch {
-        return; // closed
-      }
-      conn.setNoDelay(true);
-      this.#conns.add(conn);
-      this.#serve(conn).finally(() => {
-        this.#conns.delete(conn);
-        try {
-          conn.close();
-        } catch { /* already closed */ }
+  /**
+   * Close every connection, end the worker and close the listener. A worker that does not
+   * answer within a second is ended anyway (its connections then close with the process).
+   */
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const wedged = new Promise<void>((resolve) => timer = setTimeout(resolve, CLOSE_WAIT_MS));
+      this.#closing = Promise.race([this.#command({ kind: "close" }), wedged]).then(() => {
+        clearTimeout(timer);
+        this.#finish();
       });
     }
+    return this.#closing;
   }
 
-  /** One connection: HELLO, then REQUESTs answered with PAGES, until either side closes. */
-  async #serve(conn: Deno.TcpConn): Promise<void> {
-    const reader = new FrameReader();
-    const buf = new Uint8Array(256 * 1024);
-    const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
-    let session: Session | undefined;
-    for (;;) {
-      let n: number | null;
-      try {
-        n = await conn.read(buf);
-      } catch {
-        return;
-      }
-      if (n === null) return;
-      reader.push(buf.subarray(0, n));
-      for (let next = reader.next(); next !== undefined; next = reader.next()) {
-        const id = toHex(next.header.forkId);
-        const fork = this.#forks.get(id);
-        const stats = this.#stats.get(id);
-        if (fork === undefined || (session !== undefined && session.id !== id)) {
-          this.#total.rejected++; // unknown or removed fork: nobody here can authenticate it
-          return;
-        }
-        this.#count(stats, "received", next.bytes.byteLength);
-        let frame: Frame;
-        try {
-          frame = decodeFrame(
-            next.bytes,
-            session === undefined ? helloAuth(fork.key, ZERO_NONCE) : session.rxAuth,
-          );
-        } catch {
-          this.#reject(stats);
-          return;
-        }
-        if (session === undefined) {
-          if (frame.type !== FRAME_HELLO || frame.seq !== 0) return this.#reject(stats);
-          session = {
-            id,
-            fork,
-            rx: 0,
-            tx: 0,
-            rxAuth: sessionAuth(fork.key, frame.nonce, nonce, "client"),
-            txAuth: sessionAuth(fork.key, frame.nonce, nonce, "server"),
-          };
-          const hello = encodeFrame(
-            {
-              type: FRAME_HELLO,
-              seq: session.tx++,
-              forkId: fork.forkId,
-              nonce,
-              pageSize: fork.pageSize,
-              pageCount: fork.pageCount,
-            },
-            helloAuth(fork.key, frame.nonce),
-          );
-          if (!await this.#send(conn, stats, [hello])) return;
-          continue;
-        }
-        if (frame.seq !== ++session.rx || frame.type !== FRAME_REQUEST) return this.#reject(stats);
-        // Written in batches of about 1 MiB: big requests (eager clones) never sit whole in memory.
-        let batch: Uint8Array[] = [];
-        let batchBytes = 0;
-        for (const reply of this.#answer(session, frame.runs)) {
-          batch.push(reply);
-          batchBytes += reply.byteLength;
-          if (batchBytes < SEND_BATCH_BYTES) continue;
-          if (!await this.#send(conn, stats, batch)) return;
-          batch = [];
-          batchBytes = 0;
-        }
-        if (!await this.#send(conn, stats, batch)) return;
-      }
+  #command(command: Command): Promise<void> {
+    if (this.#failure !== undefined || this.#efd < 0) return Promise.resolve();
+    const gen = Atomics.load(this.#control, GEN) + 1;
+    const applied = Promise.withResolvers<void>();
+    this.#waiting.set(gen, applied.resolve);
+    this.#worker.postMessage({ ...command, gen });
+    Atomics.store(this.#control, GEN, gen);
+    write("write eventfd", this.#efd, ONE);
+    return applied.promise;
+  }
+
+  /** Commands are applied in order: `gen` applied means every earlier one was. */
+  #settle(gen: number): void {
+    for (const [g, resolve] of this.#waiting) {
+      if (g > gen) continue;
+      this.#waiting.delete(g);
+      resolve();
     }
   }
 
-  /** PAGES frames for the PRESENT pages of `runs` (others are never sent), or one ERROR. */
-  *#answer(session: Session, runs: PageRun[]): Generator<Uint8Array> {
-    const { fork } = session;
-    const frame = (body: Parameters<typeof encodeFrame>[0]) => encodeFrame(body, session.txAuth);
-    for (const run of runs) {
-      if (run.count === 0 || run.first + run.count > fork.pageCount) {
-        yield frame({
-          type: FRAME_ERROR,
-          seq: session.tx++,
-          forkId: fork.forkId,
-          message: `pages ${run.first}+${run.count} outside the fork's ${fork.pageCount}`,
-        });
-        continue;
-      }
-      for (const piece of presentPieces(fork.pageMap, run)) {
-        yield frame({
-          type: FRAME_PAGES,
-          seq: session.tx++,
-          forkId: fork.forkId,
-          first: piece.first,
-          count: piece.count,
-          bytes: fork.reader.readPages(piece.first, piece.count),
-        });
-      }
-    }
+  #fail(error: PageServerError): void {
+    this.#failure ??= error;
+    this.#finish();
   }
 
-  async #send(conn: Deno.TcpConn, stats: TransportStats | undefined, frames: Uint8Array[]) {
-    if (frames.length === 0) return true;
-    const bytes = frames.length === 1 ? frames[0] : concat(frames);
-    try {
-      for (let done = 0; done < bytes.byteLength;) done += await conn.write(bytes.subarray(done));
-    } catch {
-      return false;
-    }
-    this.#count(stats, "sent", bytes.byteLength, frames.length);
-    return true;
+  #finish(): void {
+    if (this.#efd < 0) return;
+    this.#worker.terminate();
+    close(this.#listenFd);
+    close(this.#efd);
+    this.#efd = -1;
+    this.#settle(Infinity);
   }
-
-  #count(stats: TransportStats | undefined, dir: "sent" | "received", bytes: number, packets = 1) {
-    for (const s of stats === undefined ? [this.#total] : [stats, this.#total]) {
-      if (dir === "sent") {
-        s.bytesSent += bytes;
-        s.packetsSent += packets;
-      } else {
-        s.bytesReceived += bytes;
-        s.packetsReceived += packets;
-      }
-    }
-  }
-
-  #reject(stats: TransportStats | undefined): void {
-    if (stats !== undefined) stats.rejected++;
-    this.#total.rejected++;
-  }
-}
-
-/** The PRESENT sub-runs of `run`, each at most MAX_RUN_PAGES long. */
-function* presentPieces(pageMap: Uint8Array, run: PageRun): Generator<PageRun> {
-  const end = run.first + run.count;
-  let page = run.first;
-  while (page < end) {
-    if (pageMap[page] !== PAGE_PRESENT) {
-      page++;
-      continue;
-    }
-    const first = page;
-    while (page < end && pageMap[page] === PAGE_PRESENT && page - first < MAX_RUN_PAGES) page++;
-    yield { first, count: page - first };
-  }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }

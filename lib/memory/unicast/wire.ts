@@ -118,21 +118,38 @@ export function encodeFrame(frame: Frame, auth: FrameAuth): Uint8Array {
     throw new RangeError(`Cannot encode frame: body of ${bodyLength} bytes`);
   }
   const out = new Uint8Array(HEADER_BYTES + bodyLength + MAC_BYTES);
-  const v = new DataView(out.buffer);
+  writeHeader(out, frame.type, frame.seq, bodyLength, frame.forkId);
+  writeBody(frame, out.subarray(HEADER_BYTES, HEADER_BYTES + bodyLength));
+  sealFrame(out, frame.seq, auth);
+  return out;
+}
+
+/**
+ * Write a frame header at the start of `out`, whose body (`bodyLength` bytes) the caller writes
+ * after it; {@link sealFrame} then adds the MAC. Lets a server build frames in place in its send
+ * buffer, pages read straight into the body.
+ */
+export function writeHeader(
+  out: Uint8Array,
+  type: number,
+  seq: number,
+  bodyLength: number,
+  forkId: Uint8Array,
+): void {
+  const v = new DataView(out.buffer, out.byteOffset, HEADER_BYTES);
   v.setUint32(0, WIRE_MAGIC, false);
   v.setUint8(4, WIRE_VERSION);
-  v.setUint8(5, frame.type);
+  v.setUint8(5, type);
   v.setUint16(6, 0, false);
-  v.setUint32(8, frame.seq, false);
+  v.setUint32(8, seq, false);
   v.setUint32(12, bodyLength, false);
-  out.set(frame.forkId, 16);
-  writeBody(frame, out.subarray(HEADER_BYTES, HEADER_BYTES + bodyLength));
-  auth.mac(
-    frame.seq,
-    out.subarray(0, HEADER_BYTES + bodyLength),
-    out.subarray(HEADER_BYTES + bodyLength),
-  );
-  return out;
+  out.set(forkId, 16);
+}
+
+/** Write the MAC of frame `seq` into its last MAC_BYTES; `frame` is exactly the whole frame. */
+export function sealFrame(frame: Uint8Array, seq: number, auth: FrameAuth): void {
+  const signed = frame.byteLength - MAC_BYTES;
+  auth.mac(seq, frame.subarray(0, signed), frame.subarray(signed));
 }
 
 function bodyBytes(frame: FrameBody): number {
