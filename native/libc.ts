@@ -310,6 +310,7 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
 const SO_RCVBUF = 8;
+const SO_RCVBUFFORCE = 33;
 /** send(2)/recv(2) flag: do not block. */
 export const MSG_DONTWAIT = 0x40;
 /** send(2) flag: no SIGPIPE on a closed peer (EPIPE instead). */
@@ -436,8 +437,14 @@ function setIntOption(fd: number, level: number, name: number, value: number, op
   check(op, libc().setsockopt(fd, level, name, v, 4));
 }
 
-/** Ask for a receive buffer of `bytes` (the kernel may cap it at net.core.rmem_max). */
+/**
+ * Ask for a receive buffer of `bytes`: beyond net.core.rmem_max where this process may
+ * (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else capped at it.
+ */
 export function setReceiveBuffer(fd: number, bytes: number): void {
+  // int option value: 4 bytes, read during the synchronous call.
+  const v = new Uint8Array(new Int32Array([bytes]).buffer);
+  if (libc().setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, v, 4) === 0) return;
   setIntOption(fd, SOL_SOCKET, SO_RCVBUF, bytes, "set SO_RCVBUF");
 }
 

@@ -130,3 +130,33 @@ Deno.test("memory: without userfaultfd the agent says why and clones get their m
     Deno.env.delete(NO_UFFD_ENV);
   }
 });
+
+Deno.test("memory: a parent's next fork gets the pages its last fork's clones asked for pushed", async () => {
+  await withCluster(2, async (_cluster, client) => {
+    const lines = new Map<number, string[]>();
+    const r = await runJob({
+      client,
+      wasmPath: await testGuest("fork_rounds"),
+      args: ["4", "2", "600"],
+      onLine: (clone, _s, line) => lines.set(clone, [...(lines.get(clone) ?? []), line]),
+    });
+    assert.equal(r.exitCode, 0, JSON.stringify([...lines]));
+    for (let id = 1; id <= 4; id++) {
+      for (const round of [0, 1]) {
+        assert.ok(
+          lines.get(id)?.includes(`round ${round} clone ${id} ok bad=0`),
+          `clone ${id}: ${lines.get(id)?.join("\n")}`,
+        );
+      }
+    }
+    const [first, second] = (await client.status()).clusters.filter((c) => c.parentVm === r.vm.id)
+      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    const remote = (c: ClusterView) => c.members.filter((m) => m.host !== c.parentHost);
+    assert.ok(remote(second).length > 0, "clones on the other host (mcdist)");
+    assert.equal(first.memory?.pagesPushed ?? 0, 0, "nothing to go by at the first fork");
+    assert.ok((second.memory?.pagesPushed ?? 0) > 100, JSON.stringify(second.memory));
+    for (const m of remote(second)) {
+      assert.ok(m.memory!.pagesUnrequested > 0, JSON.stringify(m.memory));
+    }
+  });
+});

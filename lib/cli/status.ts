@@ -63,7 +63,8 @@ export function formatStatus(s: StatusView): string {
     if (c.memory) {
       const f = c.memory;
       lines.push(
-        `    memory server: ${f.pagesServed}/${f.pagesPresent} present pages served, ` +
+        `    memory server: ${f.pagesServed}/${f.pagesPresent} present pages served` +
+          `${f.pagesPushed ? ` (${f.pagesPushed} before asked)` : ""}, ` +
           `${f.bytesSent} B sent, ${f.pagesSaved} pages saved copy-on-write`,
       );
     }

@@ -51,7 +51,7 @@ import type {
   ForkAccess,
   PageClient,
   PageReader,
-  PageServer,
+  PushingPageServer,
   TransportStats,
 } from "../memory/transport.ts";
 import { type McdistConfig, type McdistStatus, openMcdistClient } from "../mcdist/mod.ts";
@@ -91,7 +91,7 @@ export interface AgentVmsOptions {
   /** How often running clones and served forks report memory figures. Default 500 ms. */
   statsIntervalMs?: number;
   /** mcdist, for clones on other hosts; absent: unicast (TCP) for every clone. */
-  multicast?: { server: PageServer; status: McdistStatus; config: McdistConfig };
+  multicast?: { server: PushingPageServer; status: McdistStatus; config: McdistConfig };
 }
 
 export type MemoryMode = "lazy" | "eager";
@@ -124,12 +124,18 @@ interface Vm {
   memtap?: { memtap: Memtap; fork: string; pages: ForkPages };
   /** Why a clone was stopped by its agent (reported instead of "killed"). */
   failure?: string;
+  /**
+   * The pages the clones of this VM's last fork asked for, first asked first: a program that
+   * forks again mostly reads the same data, so they are pushed to the next fork's clones.
+   */
+  lastDemand?: number[];
 }
 
 /** A fork this agent serves. */
 interface ServedFork {
   forkId: Uint8Array;
   cluster: string;
+  parent: Vm;
   timer: ReturnType<typeof setInterval>;
   snapshot?: Snapshot;
 }
@@ -466,9 +472,11 @@ export class AgentVms {
         clones: plan.members.length,
         release: () => captured.snapshot?.release() ?? Promise.resolve(),
       });
+      this.#memoryServer.push(ids.forkId, vm.lastDemand ?? []);
       const served: ServedFork = {
         forkId: ids.forkId,
         cluster: plan.cluster,
+        parent: vm,
         snapshot: captured.snapshot,
         timer: setInterval(() => this.#reportFork(served), this.#statsEvery),
       };
@@ -513,6 +521,7 @@ export class AgentVms {
       pages: stats.pages,
       pagesPresent: stats.pagesPresent,
       pagesServed: stats.pagesServed,
+      pagesPushed: stats.pagesPushed,
       bytesSent: t.bytesSent,
       packetsSent: t.packetsSent,
       multicastBytes: t.multicastBytes,
@@ -532,6 +541,8 @@ export class AgentVms {
     this.#served.delete(forkIdHex);
     clearInterval(served.timer);
     this.#reportFork(served);
+    const demand = this.#memoryServer.demandOrder(served.forkId);
+    if (demand.length > 0) served.parent.lastDemand = demand;
     await this.#memoryServer.remove(served.forkId);
   }
 

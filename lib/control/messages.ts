@@ -142,6 +142,8 @@ export const ForkMemoryStats = z.object({
   pages: count,
   pagesPresent: count,
   pagesServed: count,
+  /** Pages sent before any clone asked: read ahead along a scan, or pushed. */
+  pagesPushed: count.optional(),
   bytesSent: count,
   packetsSent: count,
   multicastBytes: count,

@@ -19,8 +19,9 @@ Deno.test("mcdist sockets get a big kernel receive buffer", async () => {
     const out = await new Deno.Command("ss", { args: ["-uamnH", `sport = :${port}`] }).output();
     const rb = Number(/rb(\d+)/.exec(new TextDecoder().decode(out.stdout))?.[1]);
     const cap = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max").trim());
-    // The kernel doubles what it is given (bookkeeping), after capping it at rmem_max.
-    assert.equal(rb, 2 * Math.min(RECEIVE_BUFFER_BYTES, cap));
+    // The kernel doubles what it is given (bookkeeping); without CAP_NET_ADMIN capped at rmem_max.
+    const root = Deno.uid() === 0;
+    assert.equal(rb, 2 * (root ? RECEIVE_BUFFER_BYTES : Math.min(RECEIVE_BUFFER_BYTES, cap)));
   } finally {
     await closeSocket(socket);
   }

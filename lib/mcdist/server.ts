@@ -3,8 +3,9 @@
  * unicast; pages go to the fork's multicast group so that one reply serves every clone. A request
  * for a page that is queued or was sent a moment ago is ignored (lockstep: siblings fault on the
  * same page at nearly the same time). The send rate follows the receivers' reports (flow.ts);
- * while clients are idle the server pushes pages it was told are likely next; when only a few
- * clients still ask and others are done, replies go unicast (end game).
+ * whenever no asked-for page waits, it sends pages ahead of the clones' faults: along the scan
+ * they follow (read-ahead) and what it was told is likely next (push); when only a few clients
+ * still ask and others are done, replies go unicast (end game).
  *
  * @module
  */
@@ -14,7 +15,7 @@ import { createLogger, type Logger } from "../log.ts";
 import { PAGE_PRESENT } from "../memory/page_mark.ts";
 import {
   emptyStats,
-  type PageServer,
+  type PushingPageServer,
   type ServedFork,
   type TransportStats,
 } from "../memory/transport.ts";
@@ -66,8 +67,6 @@ export interface McdistServerOptions {
   /** End game: at most this many clients asked within `endgameWindowMs` and one has finished. */
   endgameClients?: number;
   endgameWindowMs?: number;
-  /** Push once no request came for this long. */
-  idleMs?: number;
   /** Pages announced and pushed at a time. */
   pushBatch?: number;
   /** Read-ahead windows; `false` pushes nothing ahead of the clones' faults. */
@@ -80,7 +79,7 @@ export interface McdistServerOptions {
 export interface McdistForkCounters {
   /** Page requests ignored because the page was queued or just multicast. */
   lockstepIgnored: number;
-  /** Pages pushed while clients were idle (pushPages). */
+  /** Pages pushed (pushPages) while nothing asked for was waiting. */
   pushedPages: number;
   /** Pages sent ahead of the clones' faults along the scan they follow (readahead.ts). */
   readaheadPages: number;
@@ -117,10 +116,10 @@ class ForkState {
   readonly flow: FlowController;
   readonly pacer = new Pacer();
   readonly sentMeter = new RateMeter();
-  /** Pages to multicast, in request order; values say whether the page is pushed. */
-  readonly multicast = new Map<number, boolean>();
-  /** Pages read ahead for the group, sent when no asked-for page is waiting. */
-  readonly ahead = new Set<number>();
+  /** Pages asked for, to multicast in request order. */
+  readonly multicast = new Set<number>();
+  /** Pages read ahead or pushed to the group, sent when no asked-for page is waiting. */
+  readonly ahead = new Map<number, "readahead" | "push">();
   /** Each requester's scan, for read-ahead. */
   readonly predictors = new Map<string, StridePredictor>();
   readonly unicast = new Map<string, UnicastQueue>();
@@ -132,6 +131,9 @@ class ForkState {
   /** 1 once a page went out by any route: a second send is a retransmit. */
   readonly everSent: Uint8Array;
   readonly requesters = new Map<string, number>();
+  /** Pages in the order they were first asked for (demandOrder), and which were. */
+  readonly demand: number[] = [];
+  readonly asked: Uint8Array;
   readonly ended = new Set<number>();
   pushOrder: number[] = [];
   pushNext = 0;
@@ -150,6 +152,7 @@ class ForkState {
     };
     this.lastSent = new Float64Array(fork.pageCount).fill(-Infinity);
     this.everSent = new Uint8Array(fork.pageCount);
+    this.asked = new Uint8Array(fork.pageCount);
   }
 
   hasWork(): boolean {
@@ -157,7 +160,7 @@ class ForkState {
   }
 }
 
-export class McdistServer implements PageServer {
+export class McdistServer implements PushingPageServer {
   readonly address: string;
   readonly config: McdistConfig;
   #socket: dgram.Socket;
@@ -194,8 +197,9 @@ export class McdistServer implements PageServer {
   }
 
   /**
-   * Pages the parent touched recently, most likely first: pushed to the group while clients are
-   * idle, each at most once and never if already sent.
+   * Pages the clones will likely read, most likely first (the agent gives what the clones of the
+   * parent's previous fork asked for): pushed to the group whenever no asked-for page waits, each
+   * at most once and never if already sent.
    */
   pushPages(forkId: Uint8Array, pages: number[]): void {
     const state = this.#fork(forkId);
@@ -204,6 +208,15 @@ export class McdistServer implements PageServer {
     }
     state.pushOrder.push(...pages.filter((p) => this.#servable(state, p)));
     this.#schedule(0);
+  }
+
+  pagesPushed(forkId: Uint8Array): number {
+    const counters = this.#fork(forkId)?.counters;
+    return counters ? counters.pushedPages + counters.readaheadPages : 0;
+  }
+
+  demandOrder(forkId: Uint8Array): number[] {
+    return [...(this.#fork(forkId)?.demand ?? [])];
   }
 
   removeFork(forkId: Uint8Array): void {
@@ -319,9 +332,13 @@ export class McdistServer implements PageServer {
           invalid = true;
           continue;
         }
+        if (state.asked[page] === 0) {
+          state.asked[page] = 1;
+          state.demand.push(page);
+        }
         if (state.ahead.delete(page)) {
           // Read ahead but not sent yet, and now somebody waits for it: it goes first.
-          state.multicast.set(page, false);
+          state.multicast.add(page);
           state.askers.get(page)!.add(fromKey);
           continue;
         }
@@ -334,7 +351,7 @@ export class McdistServer implements PageServer {
           q.ahead.delete(page);
           q.pages.add(page);
         } else {
-          state.multicast.set(page, false);
+          state.multicast.add(page);
           state.askers.set(page, new Set([fromKey]));
         }
         for (const next of this.#predict(state, fromKey, page)) {
@@ -344,7 +361,7 @@ export class McdistServer implements PageServer {
           } else if (
             !state.askers.has(next) && now - state.lastSent[next] >= this.#lockstepMs
           ) {
-            state.ahead.add(next);
+            state.ahead.set(next, "readahead");
             state.askers.set(next, new Set());
           }
         }
@@ -432,22 +449,19 @@ export class McdistServer implements PageServer {
           break;
         }
         state.pacer.spend(this.#sendNext(state, now));
-      }
-      // Drained with pages still to push (they wait for an idle moment): look again then.
-      if (!state.hasWork() && state.pushNext < state.pushOrder.length) {
-        wait = Math.min(wait, this.#options.idleMs ?? 10);
+        if (!state.hasWork()) this.#maybePush(state, now);
       }
     }
     if (wait !== Infinity) this.#schedule(wait);
   }
 
+  /**
+   * The next pushed pages, once nothing asked for waits (the link would be idle) and clones are
+   * there to listen: announced, then queued behind any page that gets asked for meanwhile.
+   */
   #maybePush(state: ForkState, now: number): void {
     if (this.#mode === "unicast" || state.hasWork()) return;
     if (state.pushNext >= state.pushOrder.length) return;
-    if (now - state.lastRequestMs < (this.#options.idleMs ?? 10)) {
-      this.#schedule(this.#options.idleMs ?? 10);
-      return;
-    }
     if (now - state.lastRequestMs > ACTIVE_MS) return; // nobody is listening
     const batch: number[] = [];
     const size = this.#options.pushBatch ?? 64;
@@ -460,7 +474,7 @@ export class McdistServer implements PageServer {
     this.#send(state, state.group, { type: PacketType.PUSH, runs }, 0);
     for (const run of runs) {
       for (let p = run.first; p < run.first + run.count; p++) {
-        state.multicast.set(p, true);
+        state.ahead.set(p, "push");
         state.askers.set(p, new Set());
       }
     }
@@ -487,24 +501,25 @@ export class McdistServer implements PageServer {
     let to: Endpoint;
     let pages: number[];
     let flags = 0;
-    if (state.multicast.size > 0 || state.ahead.size > 0) {
-      const demand = state.multicast.size > 0;
-      const [first, pushed] = demand
-        ? state.multicast.entries().next().value!
-        : [state.ahead.values().next().value!, true];
-      const queued = (p: number) => demand ? state.multicast.get(p) === pushed : state.ahead.has(p);
+    if (state.multicast.size > 0) {
+      const first = state.multicast.values().next().value!;
       pages = [first];
-      while (pages.length < perDatagram && queued(first + pages.length)) {
+      while (pages.length < perDatagram && state.multicast.has(first + pages.length)) {
         pages.push(first + pages.length);
       }
-      for (const p of pages) {
-        state.multicast.delete(p);
-        state.ahead.delete(p);
-      }
-      if (pushed) flags |= FLAG_PUSHED;
+      for (const p of pages) state.multicast.delete(p);
       to = state.group;
-      if (!demand) state.counters.readaheadPages += pages.length;
-      else if (pushed) state.counters.pushedPages += pages.length;
+    } else if (state.ahead.size > 0) {
+      const [first, kind] = state.ahead.entries().next().value!;
+      pages = [first];
+      while (pages.length < perDatagram && state.ahead.get(first + pages.length) === kind) {
+        pages.push(first + pages.length);
+      }
+      for (const p of pages) state.ahead.delete(p);
+      flags |= FLAG_PUSHED;
+      to = state.group;
+      if (kind === "push") state.counters.pushedPages += pages.length;
+      else state.counters.readaheadPages += pages.length;
     } else {
       const [key, queue] = state.unicast.entries().next().value!;
       const from = queue.pages.size > 0 ? queue.pages : queue.ahead;

@@ -151,6 +151,20 @@ Deno.test("idle clients receive pushed pages they never asked for", async () => 
   await until(() => seen.has(200));
   assert.ok([100, 101, 102].every((p) => seen.has(p)));
   assert.equal(r.server.counters(r.fork.forkId).pushedPages, 4);
+  assert.equal(
+    r.server.pagesPushed(r.fork.forkId),
+    4 + r.server.counters(r.fork.forkId).readaheadPages,
+  );
+});
+
+Deno.test("the server remembers the order in which pages were first asked for", async () => {
+  await using r = await rig(2, { readahead: false });
+  for (const page of [70, 3, 90, 3, 70, 12]) {
+    r.clients[0].request([page]);
+    await until(() => r.clients[0].outstanding === 0);
+  }
+  assert.deepEqual(r.server.demandOrder(r.fork.forkId), [70, 3, 90, 12]);
+  assert.deepEqual(r.server.demandOrder(new Uint8Array(16)), [], "an unknown fork");
 });
 
 Deno.test("a scan is read ahead: the clones get the next pages before they ask", async () => {

@@ -70,7 +70,7 @@ export function openSocket(
 export const RECEIVE_BUFFER_BYTES = 4 << 20;
 
 /**
- * Raises the kernel receive buffer of `socket` (capped by net.core.rmem_max). Deno's node:dgram
+ * Raises the kernel receive buffer of `socket` (past net.core.rmem_max as root). Deno's node:dgram
  * accepts setRecvBufferSize but never applies it (ss shows the default afterwards), so the
  * socket's descriptor is found through /proc by its inode and set directly. Every socket of this
  * process bound to the same port gets it (reuseAddr group receivers share one).

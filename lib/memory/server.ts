@@ -12,6 +12,7 @@ import {
   emptyStats,
   type PageReader,
   type PageServer,
+  type PushingPageServer,
   type ServedFork,
   type TransportStats,
 } from "./transport.ts";
@@ -31,6 +32,8 @@ export interface ForkServeStats {
   pagesPresent: number;
   /** Pages read from the snapshot to be sent (each time it was sent), by any thread. */
   pagesServed: number;
+  /** Pages sent before any clone asked (mcdist push and read-ahead). */
+  pagesPushed: number;
   transport: TransportStats;
 }
 
@@ -44,10 +47,10 @@ interface Entry {
 /** The forks served by this host. */
 export class MemoryServer {
   #unicast: PageServer;
-  #multicast: PageServer | undefined;
+  #multicast: PushingPageServer | undefined;
   #forks = new Map<string, Entry>();
 
-  constructor(unicast: PageServer, multicast?: PageServer) {
+  constructor(unicast: PageServer, multicast?: PushingPageServer) {
     this.#unicast = unicast;
     this.#multicast = multicast;
   }
@@ -88,6 +91,18 @@ export class MemoryServer {
     for (const t of this.#transports()) t.addFork({ ...fork, reader });
   }
 
+  /** The fork's pages in the order clones on other hosts first asked for them (mcdist). */
+  demandOrder(forkId: Uint8Array): number[] {
+    return this.#forks.has(toHex(forkId)) ? this.#multicast?.demandOrder(forkId) ?? [] : [];
+  }
+
+  /** Streams `pages` to the fork's clones on other hosts while they are idle (mcdist). */
+  push(forkId: Uint8Array, pages: number[]): void {
+    if (pages.length > 0 && this.#forks.has(toHex(forkId))) {
+      this.#multicast?.pushPages(forkId, pages);
+    }
+  }
+
   /** Stop serving a fork (its last clone is gone) and release its pages. Idempotent. */
   async remove(forkId: Uint8Array): Promise<void> {
     const id = toHex(forkId);
@@ -107,6 +122,7 @@ export class MemoryServer {
       pages: entry.fork.pageCount,
       pagesPresent: entry.present,
       pagesServed: Number(Atomics.load(entry.served, 0)),
+      pagesPushed: this.#multicast?.pagesPushed(forkId) ?? 0,
       transport: this.#transports().map((t) => t.stats(forkId)).reduce(addStats, emptyStats()),
     };
   }

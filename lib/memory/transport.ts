@@ -62,6 +62,16 @@ export interface PageServer {
   close(): Promise<void>;
 }
 
+/** A transport that can also send pages before anybody asks for them (mcdist). */
+export interface PushingPageServer extends PageServer {
+  /** Sends `pages` (most likely first) to the fork's clones while they are idle. */
+  pushPages(forkId: Uint8Array, pages: number[]): void;
+  /** The fork's pages in the order its clones first asked for them. */
+  demandOrder(forkId: Uint8Array): number[];
+  /** Pages of the fork sent before anybody asked (pushed or read ahead). */
+  pagesPushed(forkId: Uint8Array): number;
+}
+
 /** What a clone host needs to reach a fork's pages. */
 export interface ForkAccess {
   forkId: Uint8Array;
