@@ -14,6 +14,7 @@
 import { join } from "node:path";
 import {
   createGuestMemory,
+  deferRefill,
   type ForkPoint,
   type GuestHooks,
   type PreparedModule,
@@ -120,8 +121,11 @@ interface Vm {
   forkKey?: string;
   /** Ranges a parent hinted its clones will overwrite (applied at its next fork). */
   hints: ByteRange[];
-  /** A lazy clone's memory-on-demand, until its memory is complete or it ends. */
-  memtap?: { memtap: Memtap; fork: string; pages: ForkPages };
+  /**
+   * A lazy clone's memory-on-demand, until its memory is complete or it ends; meanwhile no VM
+   * worker is started ahead of need on this thread, which installs the clone's pages.
+   */
+  memtap?: { memtap: Memtap; fork: string; pages: ForkPages; allowRefill: () => void };
   /** Why a clone was stopped by its agent (reported instead of "killed"). */
   failure?: string;
   /**
@@ -573,6 +577,7 @@ export class AgentVms {
     const tap = vm.memtap;
     if (tap === undefined) return;
     vm.memtap = undefined;
+    tap.allowRefill();
     const last = tap.pages.detach(tap.memtap);
     await tap.memtap.close();
     const shared = this.#clientForks.get(tap.fork);
@@ -745,7 +750,7 @@ export class AgentVms {
       throw e;
     }
     pages.attach(memtap);
-    vm.memtap = { memtap, fork, pages };
+    vm.memtap = { memtap, fork, pages, allowRefill: deferRefill() };
     const opened = memtap.stats();
     this.#o.logger.debug("memtap open", {
       vm: vm.id,

@@ -36,5 +36,5 @@ export type {
 export type { FdKind, OutputStream, Preopen, WasiFdState, WasiState } from "./wasi.ts";
 export { createGuestMemory, WasmVm } from "./vm.ts";
 export type { GuestHooks, ResumeOptions, StartOptions, VmExit } from "./vm.ts";
-export { holdWorkerPool, idleWorkers } from "./worker_pool.ts";
+export { deferRefill, holdWorkerPool, idleWorkers } from "./worker_pool.ts";
 export { prepareModuleOffThread } from "./prepare_off_thread.ts";

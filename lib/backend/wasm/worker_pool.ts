@@ -9,14 +9,17 @@
 const WORKER_URL = new URL("./vm_worker.ts", import.meta.url);
 
 /**
- * Creating a Worker blocks the creating thread for 8–25 ms, so replacements
- * wait until a burst of clone starts is over, and start one per task.
+ * Creating a Worker blocks the creating thread (8–25 ms on a quiet host, up to
+ * ~300 ms measured on a loaded one), so replacements wait until a burst of
+ * clone starts is over, and start one per task.
  */
 const REFILL_QUIET_MS = 250;
 
 const idle: Worker[] = [];
 let target = 0;
 const holders = new Map<symbol, number>();
+/** While any: no replacement starts (see {@link deferRefill}). */
+const deferrals = new Set<symbol>();
 let refillTimer: ReturnType<typeof setTimeout> | undefined;
 
 function newWorker(): Worker {
@@ -26,7 +29,7 @@ function newWorker(): Worker {
 function refillSoon(delayMs: number): void {
   clearTimeout(refillTimer);
   refillTimer = undefined;
-  if (idle.length >= target) return;
+  if (idle.length >= target || deferrals.size > 0) return;
   refillTimer = setTimeout(() => {
     idle.push(newWorker());
     refillSoon(0);
@@ -38,6 +41,21 @@ export function takeWorker(): Worker {
   const worker = idle.shift() ?? newWorker();
   refillSoon(REFILL_QUIET_MS);
   return worker;
+}
+
+/**
+ * Holds replacements back until the returned function is called (and every other deferral has
+ * ended): the thread that would create them has more urgent work, e.g. installing the pages of
+ * clones that fetch their memory on demand.
+ */
+export function deferRefill(): () => void {
+  const key = Symbol("deferral");
+  deferrals.add(key);
+  clearTimeout(refillTimer);
+  refillTimer = undefined;
+  return () => {
+    if (deferrals.delete(key) && deferrals.size === 0) refillSoon(REFILL_QUIET_MS);
+  };
 }
 
 /**
