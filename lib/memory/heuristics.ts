@@ -1,11 +1,13 @@
 /**
  * Avoidance heuristics: which pages of a fork its clones never fetch. Each is switchable (for
  * comparison, `SNOWFLOCK_AVOID`) and counted on its own by memtap:
+ * - untouched: pages the parent never populated (residency.ts), or above the guest's heap top;
+ *   found without reading them;
  * - zero: all-zero pages at fork time;
- * - untouched: pages above the guest's heap top;
  * - hinted: ranges the guest said would be overwritten (sf_hint_overwrite);
  * - free: pages wholly inside free chunks of wasi-libc's allocator (dlmalloc.ts).
- * A page gets the first mark that applies in that order; the rest stay PRESENT.
+ * A page gets the first mark that applies in that order; the rest stay PRESENT. With
+ * "untouched" off, an untouched page is read like any other (it may then be a zero page).
  *
  * @module
  */
@@ -52,7 +54,7 @@ export function heuristicsFromEnv(): Set<Heuristic> {
 
 /** Inputs of {@link applyHeuristics}. */
 export interface HeuristicsInput {
-  /** Marks from the snapshot: PRESENT, ZERO, UNTOUCHED (Snapshot.pageMap). */
+  /** Marks from the snapshot: PRESENT, ZERO, UNTOUCHED (Snapshot.pageMap, pageMapOf). */
   baseMap: Uint8Array;
   /** Clone-time contents, for the allocator walk. */
   reader: PageReader;
@@ -66,8 +68,10 @@ export interface HeuristicsInput {
 export function applyHeuristics(o: HeuristicsInput): Uint8Array {
   const map = o.baseMap.slice();
   for (let p = 0; p < map.length; p++) {
+    if (map[p] === PAGE_UNTOUCHED && !o.avoid.has("untouched")) {
+      map[p] = isZeroPage(o.reader.readPages(p, 1)) ? PAGE_ZERO : PAGE_PRESENT;
+    }
     if (map[p] === PAGE_ZERO && !o.avoid.has("zero")) map[p] = PAGE_PRESENT;
-    if (map[p] === PAGE_UNTOUCHED && !o.avoid.has("untouched")) map[p] = PAGE_PRESENT;
   }
   if (o.avoid.has("hinted")) markRanges(map, o.hints, o.pageSize, PAGE_HINTED);
   if (o.avoid.has("free")) {
@@ -75,6 +79,11 @@ export function applyHeuristics(o: HeuristicsInput): Uint8Array {
     markRanges(map, dlmallocFreeRanges(words, map.length * o.pageSize), o.pageSize, PAGE_FREE);
   }
   return map;
+}
+
+function isZeroPage(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
 }
 
 /** Mark PRESENT pages wholly inside any range. */

@@ -24,6 +24,7 @@ import { isUserfaultfdAvailable } from "./availability.ts";
 import { prepareFaultWorkers, releaseFaultWorkers } from "./fault_worker_handle.ts";
 import { SNAP_PAGES_SAVED, SNAP_STAT_SLOTS, SNAP_WP_FAULTS } from "./fault_protocol.ts";
 import { PAGE_PRESENT, PAGE_UNTOUCHED, PAGE_ZERO } from "./page_mark.ts";
+import { untouchedPages } from "./residency.ts";
 import {
   prepareProtector,
   releaseProtector,
@@ -37,10 +38,12 @@ export { SnapshotError };
 /**
  * Start the thread that write-protects memory for {@link Snapshot.captureAsync}. Call it ahead
  * of time (e.g. when an agent starts), never inside a pause: starting a thread blocks ~10–20 ms.
+ * Settles when that thread is ready; callers need not wait.
  */
-export function prepareSnapshots(): void {
-  prepareProtector();
+export function prepareSnapshots(): Promise<void> {
+  const started = prepareProtector();
   prepareFaultWorkers();
+  return started;
 }
 
 /** Undo one {@link prepareSnapshots} (the last one ends the threads). */
@@ -132,10 +135,10 @@ export class Snapshot {
   }
 
   /**
-   * {@link capture}, with the write-protection done on the protector thread when one was
-   * prepared ({@link prepareSnapshots}): the caller's event loop keeps running (e.g. a request
-   * to the master) while a big memory is protected. The memory's owner must not write to it
-   * until this resolves.
+   * {@link capture}, with the write-protection finished on the protector thread when one was
+   * prepared ({@link prepareSnapshots}) and it takes more than a moment (memory not backed by
+   * huge pages): the caller's event loop keeps running (e.g. a request to the master) while a
+   * big memory is protected. The memory's owner must not write to it until this resolves.
    */
   static async captureAsync(options: CaptureOptions): Promise<Snapshot> {
     const startedAt = performance.now();
@@ -192,16 +195,22 @@ export class Snapshot {
   }
 
   /**
-   * Page marks: PAGE_UNTOUCHED at or above `heapTop` (bytes), PAGE_ZERO for all-zero pages,
-   * PAGE_PRESENT for the rest.
+   * Page marks: PAGE_UNTOUCHED for pages the parent never populated (residency.ts: they are not
+   * read) and at or above `heapTop` (bytes), PAGE_ZERO for all-zero pages, PAGE_PRESENT for the
+   * rest. Both describe clone-time contents, so the parent may run while this scans.
    */
   pageMap(heapTop: number = Infinity): Uint8Array {
     this.#checkReadable(0, 0);
     const marks = new Uint8Array(this.pageCount);
     const firstUntouched = Math.min(this.pageCount, Math.ceil(heapTop / this.pageSize));
     marks.fill(PAGE_UNTOUCHED, firstUntouched);
+    const untouched = untouchedPages(this.#live.buffer as SharedArrayBuffer, this.pageSize);
     for (let page = 0; page < firstUntouched; page++) {
-      marks[page] = this.#isZeroPage(page) ? PAGE_ZERO : PAGE_PRESENT;
+      marks[page] = untouched[page] === 1
+        ? PAGE_UNTOUCHED
+        : this.#isZeroPage(page)
+        ? PAGE_ZERO
+        : PAGE_PRESENT;
     }
     return marks;
   }

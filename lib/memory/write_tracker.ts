@@ -28,7 +28,7 @@ import {
   uffdWriteprotect,
 } from "../../native/userfaultfd.ts";
 import { FaultWorkerHandle } from "./fault_worker_handle.ts";
-import type { RangeProtected } from "./fault_protocol.ts";
+import type { ProtectRange, RangeProtected } from "./fault_protocol.ts";
 
 /** A snapshot cannot be taken, read or released. */
 export class SnapshotError extends Error {
@@ -48,15 +48,29 @@ export interface SnapshotBuffers {
 const trackers = new WeakMap<WebAssembly.Memory, WriteTracker>();
 
 /**
+ * How long {@link WriteTracker.addAsync} write-protects on the calling thread before it hands the
+ * rest to the protector thread, and the piece it protects at a time (a multiple of 2 MiB, the
+ * huge page size: 1 GiB of huge pages takes ~0.1 ms, 32 MiB of 4 KiB pages ~0.8 ms).
+ */
+const INLINE_PROTECT_MS = 2;
+const INLINE_PROTECT_STEP = 32 << 20;
+
+/** Id of the protector's warm-up call; real calls count from 1. */
+const WARM_UP = 0;
+
+/**
  * A thread that write-protects ranges for captures (the fault worker's protector role), so the
  * main thread stays free while a big memory is protected: the parent's pause then overlaps the
  * protection with the master's answer instead of adding them. Spawning a Worker blocks the
  * spawning thread for ~10–20 ms, so it is started ahead of time ({@link prepareProtector}), never
- * inside a pause; captures before it is ready protect on the calling thread.
+ * inside a pause; captures before it is ready protect on the calling thread. Likewise the
+ * thread's first ioctl binds libc there (dlopen and FFI set-up, ~10–15 ms): a warm-up call that
+ * fails at once (fd -1) does it before the protector counts as ready.
  */
 class Protector {
   #worker: Worker;
   #ready = false;
+  #started = Promise.withResolvers<void>();
   #nextId = 1;
   #waiting = new Map<number, PromiseWithResolvers<RangeProtected>>();
 
@@ -64,8 +78,10 @@ class Protector {
     this.#worker = new Worker(new URL("./fault_worker.ts", import.meta.url), { type: "module" });
     this.#worker.onmessage = (event: MessageEvent<RangeProtected | { kind: "ready" }>) => {
       const m = event.data;
-      if (m.kind === "ready") {
+      if (m.kind === "ready") return; // the warm-up's answer follows
+      if (m.id === WARM_UP) {
         this.#ready = true;
+        this.#started.resolve();
         return;
       }
       const w = this.#waiting.get(m.id);
@@ -75,10 +91,20 @@ class Protector {
     this.#worker.onerror = (event: ErrorEvent) => {
       event.preventDefault();
       this.#ready = false;
+      this.#started.resolve();
       for (const w of this.#waiting.values()) w.reject(new SnapshotError(event.message));
       this.#waiting.clear();
     };
     this.#worker.postMessage({ kind: "init-protector" });
+    const warmUp: ProtectRange = {
+      kind: "protect",
+      id: WARM_UP,
+      uffd: -1,
+      start: 0,
+      len: 0,
+      mode: 0n,
+    };
+    this.#worker.postMessage(warmUp);
   }
 
   /** End the thread; protections still pending fail. */
@@ -91,6 +117,11 @@ class Protector {
 
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /** Settles when the thread is ready, or has failed (captures then protect inline). */
+  get started(): Promise<void> {
+    return this.#started.promise;
   }
 
   /** UFFDIO_WRITEPROTECT on the protector thread; resolves with its answer. */
@@ -109,11 +140,13 @@ let protectorUsers = 0;
 /**
  * Start the protector thread now (outside any pause) so later captures can write-protect off
  * the main thread ({@link WriteTracker.addAsync}). Counted: each call needs one
- * {@link releaseProtector} (a live Worker keeps the process running).
+ * {@link releaseProtector} (a live Worker keeps the process running). Settles when the thread
+ * is ready (or failed); callers need not wait.
  */
-export function prepareProtector(): void {
+export function prepareProtector(): Promise<void> {
   protectorUsers++;
   protector ??= new Protector();
+  return protector.started;
 }
 
 /** Undo one {@link prepareProtector}; the last one ends the thread. */
@@ -218,9 +251,12 @@ export class WriteTracker {
   }
 
   /**
-   * {@link add}, with the write-protection done by the protector thread when it is ready: the
-   * caller's event loop runs meanwhile. Resolves once the whole range is protected (only then
-   * may the memory's owner write to it again). Falls back to {@link add} without a protector.
+   * {@link add}, with the write-protection left to the protector thread (when it is ready) once
+   * it has taken {@link INLINE_PROTECT_MS} on this thread: the caller's event loop runs
+   * meanwhile. Memory backed by huge pages (huge_pages.ts) is protected whole within that time,
+   * without a round trip to the thread, which costs more than the protection itself (0.5–1 ms,
+   * tens of ms on a busy machine). Resolves once the whole range is protected (only then may the
+   * memory's owner write to it again).
    */
   async addAsync(buffers: SnapshotBuffers): Promise<number> {
     if (protector === undefined || !protector.ready) return this.add(buffers);
@@ -233,12 +269,25 @@ export class WriteTracker {
     // The worker learns the snapshot before any fault the protection below can cause.
     this.#worker.command({ kind: "add", id, ...buffers });
     this.#ids.add(id);
-    const done = await protector.protect(
-      this.#uffd,
-      this.#base,
-      this.#length,
-      UFFDIO_WRITEPROTECT_MODE_WP,
-    );
+    const end = this.#base + this.#length;
+    const since = performance.now();
+    let at = this.#base;
+    try {
+      while (at < end && performance.now() - since < INLINE_PROTECT_MS) {
+        // Pieces end on huge-page boundaries: protecting part of a huge page would split it.
+        const next = Math.min(
+          end,
+          (Math.floor(at / INLINE_PROTECT_STEP) + 1) * INLINE_PROTECT_STEP,
+        );
+        uffdWriteprotect(this.#uffd, at, next - at, UFFDIO_WRITEPROTECT_MODE_WP);
+        at = next;
+      }
+    } catch (cause) {
+      this.#ids.delete(id);
+      throw new SnapshotError(`Cannot capture snapshot: ${(cause as Error).message}`, { cause });
+    }
+    if (at === end) return id;
+    const done = await protector.protect(this.#uffd, at, end - at, UFFDIO_WRITEPROTECT_MODE_WP);
     if (done.error !== undefined) {
       this.#ids.delete(id);
       throw new SnapshotError(`Cannot capture snapshot: ${done.error}`);

@@ -57,6 +57,15 @@ export const FORKING_IMPORTS: readonly string[] = ["sf_clone", "sf_checkpoint_pa
 /** Where a prepared module imports its (shared) linear memory from. */
 export const MEMORY_IMPORT = { module: "env", name: "memory" } as const;
 
+/**
+ * Where a prepared module imports its interrupt memory from: one shared page
+ * the host sets to stop the guest (interrupt.ts).
+ */
+export const INTERRUPT_IMPORT = { module: "snowflock", name: "interrupt" } as const;
+
+/** Byte address of the i32 interrupt word; non-zero = the VM was killed. */
+export const INTERRUPT_FLAG = 0;
+
 /** Export-name prefix of the guest's mutable globals (`__sf_global_<index>`). */
 export const GLOBAL_EXPORT_PREFIX = "__sf_global_";
 

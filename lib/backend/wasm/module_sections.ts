@@ -157,7 +157,8 @@ function isNameList(names: unknown): boolean {
     names.every((n) => typeof n === "string" && /^[\w.$*-]+$/.test(n));
 }
 
-function readLeb(bytes: Uint8Array, at: number): { value: number; next: number } {
+/** An unsigned LEB128 (at most 32 bits) at `at`, and where the next field starts. */
+export function readLeb(bytes: Uint8Array, at: number): { value: number; next: number } {
   let value = 0;
   let shift = 0;
   for (;;) {
@@ -171,7 +172,8 @@ function readLeb(bytes: Uint8Array, at: number): { value: number; next: number }
   }
 }
 
-function leb(n: number): number[] {
+/** `n` as an unsigned LEB128. */
+export function leb(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n & 0x7f;

@@ -9,6 +9,9 @@
  *   write-protect the parent;
  * - active data segments move into the metadata: a fresh VM gets them written
  *   by the host, a clone (whose memory is inherited) never re-applies them;
+ * - every loop head and recursive function entry checks a word of a second
+ *   imported shared memory (`snowflock.interrupt`), so the host can stop a
+ *   computing guest (interrupt.ts);
  * - asyncify instruments only the call paths to `snowflock.sf_clone` and
  *   `snowflock.sf_checkpoint_parent`. Its unwound stack lives in a private
  *   secondary memory (`__sf_asyncify_memory`, exported) rather than in guest
@@ -30,12 +33,15 @@ import {
   ASYNCIFY_MEMORY_EXPORT,
   FORKING_IMPORTS,
   GLOBAL_EXPORT_PREFIX,
+  INTERRUPT_IMPORT,
   MEMORY_IMPORT,
   SNOWFLOCK_IMPORTS,
   SNOWFLOCK_MODULE,
 } from "./guest_abi.ts";
 import { GuestError } from "./errors.ts";
 import { isComplete, materializeImage } from "./image.ts";
+import { addInterruptChecks } from "./interrupt.ts";
+import { declareInterruptPage } from "./interrupt_page.ts";
 import { type ModuleSettings, splitModuleSections } from "./module_sections.ts";
 import type { Preopen } from "./wasi_fds.ts";
 import { WASI_MODULE, WASI_PREVIEW1_FUNCTIONS } from "./wasi_abi.ts";
@@ -129,7 +135,11 @@ const GUEST_FEATURES = binaryen.Features.MutableGlobals | binaryen.Features.Atom
   binaryen.Features.CallIndirectOverlong;
 
 // Bumped whenever the pipeline's output changes, so cached entries are remade.
-const PIPELINE_VERSION = 2;
+const PIPELINE_VERSION = 3;
+
+// Internal name of the interrupt memory; binaryen names a guest's own memory "0"
+// or after its export.
+const INTERRUPT_MEMORY = "__sf_interrupt";
 
 // binaryen.js has these at run time but its typings lack them.
 interface DataSegmentInfo {
@@ -179,6 +189,8 @@ export function prepareModule(bytes: Uint8Array, options: PrepareOptions = {}): 
     const globals = exportMutableGlobals(module);
     const { initialPages, maxPages, dataSegments } = importSharedMemory(module, options);
     const heapBase = findHeapBase(module);
+    module.addMemoryImport(INTERRUPT_MEMORY, INTERRUPT_IMPORT.module, INTERRUPT_IMPORT.name, true);
+    addInterruptChecks(module, INTERRUPT_MEMORY);
     const asyncifyPages = options.asyncifyPages ?? 1;
     const addList = options.asyncifyAddList ?? [];
     const ignoreIndirect = options.asyncifyIgnoreIndirect ?? false;
@@ -195,7 +207,7 @@ export function prepareModule(bytes: Uint8Array, options: PrepareOptions = {}): 
     if (!module.validate()) {
       throw new GuestError("Cannot load guest: prepared module does not validate");
     }
-    const prepared = module.emitBinary() as Uint8Array<ArrayBuffer>;
+    const prepared = declareInterruptPage(module.emitBinary());
     return {
       bytes: prepared,
       hash: sha256(prepared),

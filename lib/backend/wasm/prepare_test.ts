@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
+import binaryen from "binaryen";
 import { GuestError } from "./errors.ts";
-import { ASYNCIFY_MEMORY_EXPORT, MEMORY_IMPORT } from "./guest_abi.ts";
+import {
+  ASYNCIFY_MEMORY_EXPORT,
+  INTERRUPT_FLAG,
+  INTERRUPT_IMPORT,
+  MEMORY_IMPORT,
+} from "./guest_abi.ts";
 import { prepareModule, prepareModuleCached, readPreparedCache } from "./prepare.ts";
 import { compileGuest } from "./testdata/guests.ts";
 
@@ -14,7 +20,11 @@ Deno.test("prepareModule() makes a forkable module with imported shared memory",
   );
   const compiled = new WebAssembly.Module(module.bytes);
   const memory = WebAssembly.Module.imports(compiled).filter((i) => i.kind === "memory");
-  assert.deepEqual(memory, [{ ...MEMORY_IMPORT, kind: "memory" }]);
+  // The guest's memory stays memory 0: the interrupt memory comes after it.
+  assert.deepEqual(memory, [
+    { ...MEMORY_IMPORT, kind: "memory" },
+    { ...INTERRUPT_IMPORT, kind: "memory" },
+  ]);
   const exports = WebAssembly.Module.exports(compiled).map((e) => e.name);
   for (const name of ["_start", "asyncify_start_unwind", ASYNCIFY_MEMORY_EXPORT]) {
     assert.ok(exports.includes(name), name);
@@ -30,6 +40,18 @@ Deno.test("prepareModule() makes a forkable module with imported shared memory",
   const bytes = new TextDecoder("latin1").decode(module.bytes);
   assert.ok(!bytes.includes("parent: joined=%d"));
   assert.ok(new TextDecoder("latin1").decode(module.dataSegments[0].bytes).length > 0);
+});
+
+Deno.test("prepareModule() checks the interrupt word at loop heads and recursive calls", () => {
+  const guest = countingGuest();
+  assert.deepEqual(guest.run("loop", 0), { calls: 10, trapped: false });
+  assert.deepEqual(guest.run("loop", 3), { calls: 3, trapped: true });
+  assert.deepEqual(guest.run("recurse", 3), { calls: 3, trapped: true });
+  assert.deepEqual(guest.run("ping", 0), { calls: 5, trapped: false });
+  assert.deepEqual(guest.run("ping", 3), { calls: 3, trapped: true });
+  assert.deepEqual(guest.run("loop", 0, true), { calls: 0, trapped: true });
+  // Declared as exactly one page, so V8 needs no bounds check (interrupt_page.ts).
+  assert.throws(() => guest.run("loop", 0, false, 2), /maximum/);
 });
 
 Deno.test("prepareModule() rejects input that is not WebAssembly", () => {
@@ -73,3 +95,88 @@ Deno.test("prepareModuleCached() hits the cache for the same bytes", async () =>
     await Deno.remove(cacheDir, { recursive: true });
   }
 });
+
+/**
+ * A prepared guest whose `loop` calls sf_clone_id() 10 times in a loop, whose
+ * `recurse` does so in 10 nested calls without a loop, and whose `ping` does
+ * so 5 times in 10 calls alternating with `pong`. `run()` sets the interrupt
+ * word at the `setAt`-th call (never if 0), or before the start; its
+ * interrupt memory may grow to `pages`.
+ */
+function countingGuest(): {
+  run(entry: "loop" | "recurse" | "ping", setAt: number, setBefore?: boolean, pages?: number): {
+    calls: number;
+    trapped: boolean;
+  };
+} {
+  const m = new binaryen.Module();
+  const { i32, none } = binaryen;
+  try {
+    m.setMemory(1, 1);
+    m.addFunctionImport("sf_clone_id", "snowflock", "sf_clone_id", none, i32);
+    const tick = () => m.drop(m.call("sf_clone_id", [], i32));
+    const n = () => m.local.get(0, i32);
+    const callWithLess = (fn: string) => m.call(fn, [m.i32.sub(n(), m.i32.const(1))], none);
+    m.addFunction(
+      "loop",
+      none,
+      none,
+      [i32],
+      m.loop(
+        "again",
+        m.block(null, [
+          tick(),
+          m.local.set(0, m.i32.add(n(), m.i32.const(1))),
+          m.br("again", m.i32.lt_u(n(), m.i32.const(10))),
+        ]),
+      ),
+    );
+    m.addFunction(
+      "recurse",
+      i32,
+      none,
+      [],
+      m.if(n(), m.block(null, [tick(), callWithLess("recurse")])),
+    );
+    m.addFunction("ping", i32, none, [], m.if(n(), m.block(null, [tick(), callWithLess("pong")])));
+    m.addFunction("pong", i32, none, [], m.if(n(), callWithLess("ping")));
+    m.addFunction("_start", none, none, [], m.nop());
+    for (const name of ["_start", "loop", "recurse", "ping"]) m.addFunctionExport(name, name);
+    const prepared = new WebAssembly.Module(prepareModule(m.emitBinary()).bytes);
+    return {
+      run(entry, setAt, setBefore = false, pages = 1) {
+        const interrupt = new WebAssembly.Memory({ initial: 1, maximum: pages, shared: true });
+        const flag = new Int32Array(interrupt.buffer, INTERRUPT_FLAG, 1);
+        let calls = 0;
+        const instance = new WebAssembly.Instance(prepared, {
+          [MEMORY_IMPORT.module]: {
+            [MEMORY_IMPORT.name]: new WebAssembly.Memory({
+              initial: 1,
+              maximum: 1,
+              shared: true,
+            }),
+          },
+          [INTERRUPT_IMPORT.module]: {
+            [INTERRUPT_IMPORT.name]: interrupt,
+            sf_clone_id: () => {
+              if (++calls === setAt) flag[0] = 1;
+              return 0;
+            },
+          },
+        });
+        if (setBefore) flag[0] = 1;
+        const fn = instance.exports[entry] as (n?: number) => void;
+        try {
+          fn(10);
+          return { calls, trapped: false };
+        } catch (error) {
+          assert.ok(error instanceof WebAssembly.RuntimeError, String(error));
+          assert.match(error.message, /unreachable/);
+          return { calls, trapped: true };
+        }
+      },
+    };
+  } finally {
+    m.dispose();
+  }
+}

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { SF_ECONTROL, SF_EFORK, SfError } from "./guest_abi.ts";
+import { adviseHugePages } from "../../memory/huge_pages.ts";
+import { INTERRUPT_FLAG, SF_ECONTROL, SF_EFORK, SfError } from "./guest_abi.ts";
 import { VmError } from "./errors.ts";
 import type { ForkPoint, ForkPointState } from "./fork_point.ts";
 import type { PreparedModule } from "./prepare.ts";
@@ -16,6 +17,7 @@ import {
   CONTROL_FLAG,
   CONTROL_VALUE,
   type HookCall,
+  KILLED_EXIT_CODE,
   type WorkerInit,
   type WorkerMessage,
 } from "./worker_protocol.ts";
@@ -78,9 +80,6 @@ export interface ResumeOptions extends VmIo {
   cloneId?: number;
 }
 
-/** CLI exit status of a process killed by SIGKILL. */
-const KILLED_EXIT_CODE = 137;
-
 const HOOK_DEFAULT_ERRORS: Record<HookCall | "clone" | "checkpoint", number> = {
   requestTicket: SF_ECONTROL,
   ticketSize: SF_ECONTROL,
@@ -99,12 +98,15 @@ export function createGuestMemory(
   module: PreparedModule,
   pages: number = module.initialPages,
 ): WebAssembly.Memory {
-  return new WebAssembly.Memory({ initial: pages, maximum: module.maxPages, shared: true });
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: module.maxPages, shared: true });
+  adviseHugePages(memory, module.maxPages);
+  return memory;
 }
 
 export class WasmVm {
   #worker: Worker;
   #memory: WebAssembly.Memory;
+  #interrupt: Int32Array;
   #control: Int32Array;
   #io: VmIo;
   #exited: Promise<VmExit>;
@@ -172,12 +174,14 @@ export class WasmVm {
       compiled.set(module.hash, wasm);
     }
     const control = new SharedArrayBuffer(CONTROL_BYTES);
+    const interrupt = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
     const worker = takeWorker();
-    const vm = new WasmVm(worker, memory, control, options);
+    const vm = new WasmVm(worker, memory, interrupt, control, options);
     const init: WorkerInit = {
       module: wasm,
       moduleHash: module.hash,
       memory,
+      interrupt,
       control,
       globals: module.globals,
       stackPointer: module.stackPointer,
@@ -193,11 +197,13 @@ export class WasmVm {
   private constructor(
     worker: Worker,
     memory: WebAssembly.Memory,
+    interrupt: WebAssembly.Memory,
     control: SharedArrayBuffer,
     io: VmIo,
   ) {
     this.#worker = worker;
     this.#memory = memory;
+    this.#interrupt = new Int32Array(interrupt.buffer, INTERRUPT_FLAG, 1);
     this.#control = new Int32Array(control);
     this.#io = { preopens: io.preopens, hooks: io.hooks, onOutput: io.onOutput };
     this.#exited = new Promise((resolve) => this.#resolveExit = resolve);
@@ -224,12 +230,22 @@ export class WasmVm {
     return [...this.#pauses];
   }
 
-  /** Ends the VM at once; `exited` reports exit code 137. */
+  /**
+   * Ends the VM at once; `exited` reports exit code 137. The worker thread
+   * ends at the guest's next interrupt check (worker_protocol.ts).
+   */
   kill(): void {
+    if (this.#done) return;
+    Atomics.store(this.#interrupt, 0, 1);
+    Atomics.notify(this.#interrupt, 0);
+    Atomics.store(this.#control, CONTROL_FLAG, 1);
+    Atomics.notify(this.#control, CONTROL_FLAG);
     this.#finish({ kind: "exit", code: KILLED_EXIT_CODE });
   }
 
   #onMessage(message: WorkerMessage): void {
+    // A killed guest may still post on its way out: its hooks must not run.
+    if (this.#done) return;
     switch (message.type) {
       case "ready":
         this.#ready.resolve();

@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import { addressOf, MADV_DONTNEED, madvise } from "../../../native/libc.ts";
+import { isUserfaultfdAvailable } from "../../memory/availability.ts";
+import { Memtap } from "../../memory/memtap.ts";
+import { PAGE_PRESENT } from "../../memory/page_mark.ts";
 import { VmError } from "./errors.ts";
 import { SF_ECONTROL, SF_EFORK, SF_EINVAL } from "./guest_abi.ts";
 import { createGuestMemory, type GuestHooks, WasmVm } from "./vm.ts";
@@ -79,17 +83,59 @@ Deno.test("a trapping guest ends with a trap, not a host crash", async () => {
   assert.deepEqual(cluster.linesOf("p"), ["before trap"]);
 });
 
-Deno.test("kill() ends a spinning or blocked guest with code 137", async () => {
+Deno.test("kill() stops the thread of a spinning, blocked or sleeping guest", async () => {
+  const before = vmThreads();
   const cluster = new FakeCluster(await preparedGuest("spin"));
-  const spinning = await cluster.start([]);
-  const blocked = await cluster.start(["join"], {
-    ...cluster.hooks("p"),
-    join: () => new Promise(() => {}),
+  const blocked = { ...cluster.hooks("p"), join: () => new Promise<number>(() => {}) };
+  const vms = [
+    await cluster.start(["spin"]),
+    await cluster.start(["join"], blocked),
+    await cluster.start(["sleep"]),
+  ];
+  await waitFor(() => cluster.linesOf("p").length === vms.length, "every guest in place");
+  const threads = [...vmThreads().keys()].filter((tid) => !before.has(tid));
+  assert.equal(threads.length, vms.length, "one worker thread per VM");
+  for (const vm of vms) vm.kill();
+  for (const vm of vms) assert.deepEqual(await vm.exited, { kind: "exit", code: 137 });
+  // Deno's Worker.terminate() neither interrupts Wasm code nor wakes Atomics.wait:
+  // a thread that stays here would burn its core or hang until the process ends.
+  await waitFor(
+    () => threads.every((tid) => !vmThreads().has(tid)),
+    "worker threads to end",
+    () => `(${threads.map((tid) => `${tid}: ${vmThreads().get(tid) ?? "gone"} s CPU`).join(", ")})`,
+  );
+});
+
+Deno.test("kill() ends a guest blocked in a page fault once its memtap closes", async () => {
+  const uffd = isUserfaultfdAvailable();
+  if (!uffd.ok) {
+    console.warn(`skipped: needs userfaultfd (${uffd.reason})`);
+    return;
+  }
+  const before = vmThreads();
+  const cluster = new FakeCluster(await preparedGuest("spin"));
+  const vm = await cluster.start(["spin"]);
+  await waitFor(() => cluster.linesOf("p").length === 1, "the guest to spin");
+  const [thread] = [...vmThreads().keys()].filter((tid) => !before.has(tid));
+  // A source that never answers: the spinning guest blocks on its next memory access.
+  const memtap = await Memtap.open({
+    memory: vm.memory,
+    pageMap: new Uint8Array(vm.memory.buffer.byteLength / 4096).fill(PAGE_PRESENT),
+    source: { request: () => {} },
   });
-  spinning.kill();
-  blocked.kill();
-  assert.deepEqual(await spinning.exited, { kind: "exit", code: 137 });
-  assert.deepEqual(await blocked.exited, { kind: "exit", code: 137 });
+  // Memtap.open() empties the memory before it registers it, so the running guest may have
+  // touched its page again in between: empty it again, registered.
+  madvise(addressOf(vm.memory.buffer), vm.memory.buffer.byteLength, MADV_DONTNEED);
+  await waitFor(() => memtap.stats().faults > 0, "the guest to fault");
+  vm.kill();
+  assert.deepEqual(await vm.exited, { kind: "exit", code: 137 });
+  // As the agent does on exit: the guest wakes, reads zeros and meets its next check.
+  await memtap.close();
+  await waitFor(
+    () => !vmThreads().has(thread),
+    "the worker thread to end",
+    () => `(${thread}: ${vmThreads().get(thread)} s CPU)`,
+  );
 });
 
 Deno.test("resume() refuses a fork point of another module", async () => {
@@ -137,3 +183,34 @@ Deno.test("measure: parent pause and time to a running clone (4 MiB heap)", asyn
     console.log(`clone running ${ms(t.sincePause)} after the pause (resume() ${ms(t.resume)})`);
   }
 });
+
+/** The VM worker threads of this process (Deno names them worker-<n>): tid -> CPU seconds. */
+function vmThreads(): Map<string, number> {
+  const threads = new Map<string, number>();
+  for (const task of Deno.readDirSync("/proc/self/task")) {
+    let stat: string;
+    try {
+      stat = Deno.readTextFileSync(`/proc/self/task/${task.name}/stat`);
+    } catch {
+      continue; // the thread ended while we listed
+    }
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    if (!/^worker-\d+$/.test(name)) continue;
+    // proc(5): utime and stime are fields 14 and 15, in clock ticks (USER_HZ = 100).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    threads.set(task.name, (Number(fields[11]) + Number(fields[12])) / 100);
+  }
+  return threads;
+}
+
+async function waitFor(
+  done: () => boolean,
+  what: string,
+  detail: () => string = () => "",
+): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!done()) {
+    if (performance.now() > deadline) assert.fail(`Timed out waiting for ${what} ${detail()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -12,15 +12,24 @@
  * replay from the parent's saved stack in a new instance over a copy of the
  * parent's memory.
  *
+ * A kill sets the VM's interrupt word: the guest traps at its next check
+ * (interrupt.ts), and a host call it makes or is blocked in ends the VM.
+ *
  * @module
  */
-import { ASYNCIFY_MEMORY_EXPORT, SF_EINVAL } from "./guest_abi.ts";
+import {
+  ASYNCIFY_MEMORY_EXPORT,
+  INTERRUPT_FLAG,
+  INTERRUPT_IMPORT,
+  SF_EINVAL,
+} from "./guest_abi.ts";
 import type { ForkPointState } from "./fork_point.ts";
 import { type OutputStream, ProcExit, WasiHost } from "./wasi.ts";
 import {
   CONTROL_FLAG,
   CONTROL_VALUE,
   type HookCall,
+  KILLED_EXIT_CODE,
   type WorkerInit,
   type WorkerMessage,
 } from "./worker_protocol.ts";
@@ -50,6 +59,7 @@ interface PendingFork {
 class GuestRunner {
   #init: WorkerInit;
   #control: Int32Array;
+  #interrupt: Int32Array;
   #wasi: WasiHost;
   #exports: GuestExports;
   #pending: PendingFork | null = null;
@@ -60,6 +70,7 @@ class GuestRunner {
   constructor(init: WorkerInit) {
     this.#init = init;
     this.#control = new Int32Array(init.control);
+    this.#interrupt = new Int32Array(init.interrupt.buffer, INTERRUPT_FLAG, 1);
     this.#wasi = new WasiHost({
       memory: init.memory,
       args: init.args,
@@ -67,11 +78,12 @@ class GuestRunner {
       preopens: init.preopens,
       fds: init.resume?.fds,
       onOutput: (stream, bytes) => this.#output(stream, bytes),
+      sleeper: this.#interrupt,
     });
     const instance = new WebAssembly.Instance(init.module, {
       env: { memory: init.memory },
-      wasi_snapshot_preview1: this.#wasi.imports(),
-      snowflock: this.#snowflockImports(),
+      wasi_snapshot_preview1: this.#unlessKilled(this.#wasi.imports()),
+      snowflock: { ...this.#snowflockImports(), [INTERRUPT_IMPORT.name]: init.interrupt },
     });
     this.#exports = instance.exports as GuestExports;
     if (init.resume) this.#prepareRewind(init.resume);
@@ -177,13 +189,39 @@ class GuestRunner {
     return this.#exports[ASYNCIFY_MEMORY_EXPORT] as WebAssembly.Memory;
   }
 
+  /**
+   * The imports, each ending the VM first if it was killed: a guest that was
+   * blocked in a page fault when its memory went away reads zeros until its
+   * next check, and must not write them anywhere.
+   */
+  #unlessKilled<F extends (...args: never[]) => unknown>(
+    imports: Record<string, F>,
+  ): Record<string, F> {
+    return Object.fromEntries(
+      Object.entries(imports).map(([name, fn]) => [
+        name,
+        ((...args) => {
+          this.#exitIfKilled();
+          return fn(...args);
+        }) as F,
+      ]),
+    );
+  }
+
   #block(message: WorkerMessage): number {
     Atomics.store(this.#control, CONTROL_FLAG, 0);
+    // A kill before the store above had set the flag this store cleared.
+    this.#exitIfKilled();
     this.#post(message);
     while (Atomics.load(this.#control, CONTROL_FLAG) === 0) {
       Atomics.wait(this.#control, CONTROL_FLAG, 0);
     }
+    this.#exitIfKilled();
     return Atomics.load(this.#control, CONTROL_VALUE);
+  }
+
+  #exitIfKilled(): void {
+    if (Atomics.load(this.#interrupt, 0) !== 0) throw new ProcExit(KILLED_EXIT_CODE);
   }
 
   #output(stream: OutputStream, bytes: Uint8Array): void {

@@ -67,6 +67,8 @@ export interface WasiOptions {
   onOutput(stream: OutputStream, bytes: Uint8Array): void;
   /** Descriptors to re-open (a clone); a fresh table when absent. */
   fds?: WasiState["fds"];
+  /** A word at 0 that, once set and notified, ends every sleep at once (a kill). */
+  sleeper?: Int32Array;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -83,7 +85,7 @@ export class WasiHost {
   #env: string[];
   #fds: FdTable;
   #onOutput: WasiOptions["onOutput"];
-  #sleeper = new Int32Array(new SharedArrayBuffer(4));
+  #sleeper: Int32Array;
   /** Real host paths of the read-only preopens. */
   #readOnly: string[];
 
@@ -93,6 +95,7 @@ export class WasiHost {
     this.#args = [...options.args];
     this.#env = [...options.env];
     this.#onOutput = options.onOutput;
+    this.#sleeper = options.sleeper ?? new Int32Array(new SharedArrayBuffer(4));
     this.#readOnly = options.preopens.filter((p) => p.readOnly).map((p) => {
       try {
         return Deno.realPathSync(p.hostPath);

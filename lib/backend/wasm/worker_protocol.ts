@@ -6,6 +6,13 @@
  * hook, stores the result in `control[CONTROL_VALUE]`, sets the flag to 1 and
  * notifies. The worker thread never runs an event loop while the guest runs.
  *
+ * Kill: `Worker.terminate()` stops neither Wasm code nor `Atomics.wait`, so the
+ * host first sets the interrupt word (interrupt.ts) and notifies it (a WASI
+ * sleep waits on it), then sets `control[CONTROL_FLAG]` and notifies (a
+ * blocking call waits on that). The guest traps at its next check; a blocking
+ * call, or any WASI call, that finds the word set ends the VM with
+ * {@link KILLED_EXIT_CODE}. The host reports the kill before any of that.
+ *
  * @module
  */
 import type { ForkPointState, GlobalValue } from "./fork_point.ts";
@@ -15,6 +22,9 @@ import type { OutputStream, Preopen, WasiFdState } from "./wasi.ts";
 export const CONTROL_FLAG = 0;
 export const CONTROL_VALUE = 1;
 export const CONTROL_BYTES = 8;
+
+/** Exit code of a killed VM, as of a process killed by SIGKILL. */
+export const KILLED_EXIT_CODE = 137;
 
 /** Hooks reached through `call` messages. */
 export type HookCall =
@@ -29,6 +39,8 @@ export interface WorkerInit {
   module: WebAssembly.Module;
   moduleHash: string;
   memory: WebAssembly.Memory;
+  /** The VM's own interrupt memory (one shared page; interrupt.ts). */
+  interrupt: WebAssembly.Memory;
   control: SharedArrayBuffer;
   globals: GlobalExport[];
   stackPointer: string | null;
