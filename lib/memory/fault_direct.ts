@@ -61,7 +61,6 @@ import {
   FRAME_HELLO,
   FRAME_PAGES,
   FRAME_REQUEST,
-  type FrameAuth,
   frameBytes,
   HEADER_BYTES,
   helloAuth,
@@ -69,6 +68,7 @@ import {
   MAX_BODY_BYTES,
   MAX_REQUEST_RUNS,
   NONCE_BYTES,
+  type SessionAuth,
   sessionAuth,
   toRuns,
 } from "./unicast/wire.ts";
@@ -190,6 +190,8 @@ export class DirectError extends Error {
 }
 
 const RECV_BYTES = 4 << 20;
+/** {@link UnicastResolver}'s mark of a page it does not owe. */
+const NOT_OWED = -1;
 const SEND_ALLOWED: readonly number[] = [Errno.EAGAIN, Errno.EPIPE, Errno.ECONNRESET];
 const RECV_ALLOWED: readonly number[] = [Errno.EAGAIN, Errno.ECONNRESET];
 
@@ -200,10 +202,16 @@ export class UnicastResolver {
   #fd: number;
   #tx = 1;
   #rx = 0;
-  #txAuth: FrameAuth;
-  #rxAuth: FrameAuth;
-  /** page → monotonicMicros() of its fault, NaN if asked for by fill(). */
-  #outstanding = new Map<number, number>();
+  /** Set by the HELLO exchange before open() returns; freed by close(). */
+  #txAuth!: SessionAuth;
+  #rxAuth!: SessionAuth;
+  /**
+   * Per page: NOT_OWED, or the monotonicMicros() of its fault, or NaN if fill() asked for it. A
+   * typed array rather than a map: a fill owes every page at once, and a map of them all would
+   * grow, rehash and become garbage on this thread while it installs pages.
+   */
+  #askedAt: Float64Array;
+  #owed = 0;
   // Receive buffer: frames are parsed and installed in place (UFFDIO_COPY reads from it).
   #buf = new Uint8Array(RECV_BYTES);
   #start = 0;
@@ -219,8 +227,7 @@ export class UnicastResolver {
     this.#d = d;
     this.#fd = fd;
     this.#pv.setInt32(0, fd, true);
-    // Placeholders until the HELLOs are exchanged (open() replaces them).
-    this.#txAuth = this.#rxAuth = helloAuth(d.key, new Uint8Array(NONCE_BYTES));
+    this.#askedAt = new Float64Array(ctx.pageCount).fill(NOT_OWED);
   }
 
   /** Connect and exchange HELLOs (blocking, bounded by the idle timeout). */
@@ -243,25 +250,29 @@ export class UnicastResolver {
 
   /** Pages asked for and not yet installed. */
   get outstanding(): number {
-    return this.#outstanding.size;
+    return this.#owed;
   }
 
   /** Pages still owed (for the owner after a failure). */
   owed(): number[] {
-    return [...this.#outstanding.keys()];
+    const pages: number[] = [];
+    this.#askedAt.forEach((at, page) => at !== NOT_OWED && pages.push(page));
+    return pages;
   }
 
   /** A fault read at `at` on `page` that someone already asked for: time it when it arrives. */
   noteFault(page: number, at: number): void {
-    const was = this.#outstanding.get(page);
-    if (was !== undefined && Number.isNaN(was)) this.#outstanding.set(page, at);
+    if (Number.isNaN(this.#askedAt[page])) this.#askedAt[page] = at;
   }
 
   /** Ask for claimed pages; `at` = when their faults were read (NaN: not a fault). */
   request(pages: number[], at: number): void {
     if (pages.length === 0) return;
-    if (this.#outstanding.size === 0) this.#lastHeard = performance.now();
-    for (const p of pages) this.#outstanding.set(p, at);
+    if (this.#owed === 0) this.#lastHeard = performance.now();
+    for (const p of pages) {
+      if (this.#askedAt[p] === NOT_OWED) this.#owed++;
+      this.#askedAt[p] = at;
+    }
     const runs = toRuns(pages);
     for (let i = 0; i < runs.length; i += MAX_REQUEST_RUNS) {
       const frame = encodeFrame({
@@ -282,7 +293,7 @@ export class UnicastResolver {
 
   /** True once, when a fill() has completed. */
   filled(): boolean {
-    if (!this.#filling || this.#outstanding.size > 0) return false;
+    if (!this.#filling || this.#owed > 0) return false;
     for (let p = 0; p < this.#ctx.pageCount; p++) {
       if (
         this.#ctx.marks[p] === PAGE_PRESENT && Atomics.load(this.#ctx.state, p) !== STATE_PRESENT
@@ -320,16 +331,19 @@ export class UnicastResolver {
 
   /** Throws DirectError when pages are outstanding and nothing was heard for the idle timeout. */
   checkIdle(): void {
-    if (this.#outstanding.size === 0) return;
+    if (this.#owed === 0) return;
     if (performance.now() - this.#lastHeard > this.#d.idleTimeoutMs) {
       throw new DirectError(`no page from the memory server for ${this.#d.idleTimeoutMs} ms`);
     }
   }
 
+  /** Close the connection and free the session's MACs; safe to call twice. */
   close(): void {
     if (this.#fd < 0) return;
     close(this.#fd);
     this.#fd = -1;
+    this.#txAuth.free();
+    this.#rxAuth.free();
   }
 
   #frames(): void {
@@ -385,9 +399,10 @@ export class UnicastResolver {
     }
     const now = monotonicMicros();
     for (let p = first; p < first + count; p++) {
-      const at = this.#outstanding.get(p);
-      if (at === undefined) continue;
-      this.#outstanding.delete(p);
+      const at = this.#askedAt[p];
+      if (at === NOT_OWED) continue;
+      this.#askedAt[p] = NOT_OWED;
+      this.#owed--;
       if (!Number.isNaN(at)) recordLatency(ctx.timing, now - at);
     }
   }

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { CryptoError, liveMacContexts } from "../../native/libcrypto.ts";
+import { type DirectContext, UnicastResolver } from "./fault_direct.ts";
+import { STAT_SLOTS, TIME_SLOTS } from "./fault_protocol.ts";
 import { Memtap, type PageSource } from "./memtap.ts";
 import { PAGE_PRESENT, PAGE_ZERO } from "./page_mark.ts";
 import { Snapshot } from "./snapshot.ts";
@@ -174,7 +177,13 @@ Deno.test("direct unicast: the fault worker fetches and installs pages itself", 
         assert.equal(s.direct.rejected, 0);
         if (fill) assert.equal(s.pagesFetched, pageMap.filter((m) => m === PAGE_PRESENT).length);
         else {
-          assert.equal(s.pagesFetched, order.filter((p) => pageMap[p] === PAGE_PRESENT).length);
+          // The worker counts a run after the UFFDIO_COPY that already woke its toucher.
+          const want = order.filter((p) => pageMap[p] === PAGE_PRESENT).length;
+          const deadline = performance.now() + 1000;
+          while (memtap.stats().pagesFetched < want && performance.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 1));
+          }
+          assert.equal(memtap.stats().pagesFetched, want);
         }
       } finally {
         await memtap.close();
@@ -238,6 +247,44 @@ Deno.test("direct unicast falls back to the page source when the server is unrea
         await memtap.close();
       }
     }
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("direct unicast: a resolver frees its session MACs when closed, and cannot be used after", async () => {
+  const pages = 64;
+  const { pageMap, fork } = servedFork(pages);
+  const server = UnicastPageServer.listen({ hostname: "127.0.0.1" });
+  server.addFork(fork);
+  // Only the HELLO exchange runs here (on this thread): no fault is read, no page installed.
+  const ctx: DirectContext = {
+    uffd: -1,
+    base: 0,
+    pageSize: PS,
+    pageCount: pages,
+    marks: pageMap,
+    state: new Uint8Array(pages),
+    stats: new Int32Array(STAT_SLOTS),
+    timing: new Float64Array(TIME_SLOTS),
+  };
+  const port = Number(server.address.split(":")[1]);
+  const direct = { kind: "unicast" as const, ipv4: "127.0.0.1", port, idleTimeoutMs: 2000 };
+  const before = liveMacContexts();
+  try {
+    for (let i = 0; i < 50; i++) {
+      const r = UnicastResolver.open(ctx, { ...direct, forkId: fork.forkId, key: fork.key });
+      assert.equal(liveMacContexts(), before + 2);
+      r.close();
+      r.close();
+      assert.equal(liveMacContexts(), before);
+      assert.throws(() => r.request([1], NaN), CryptoError);
+    }
+    // A HELLO refused (wrong key) leaves nothing behind either.
+    assert.throws(() =>
+      UnicastResolver.open(ctx, { ...direct, forkId: fork.forkId, key: new Uint8Array(32) })
+    );
+    assert.equal(liveMacContexts(), before);
   } finally {
     await server.close();
   }

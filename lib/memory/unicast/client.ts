@@ -16,11 +16,11 @@ import {
   FRAME_HELLO,
   FRAME_PAGES,
   FRAME_REQUEST,
-  type FrameAuth,
   FrameReader,
   helloAuth,
   MAX_REQUEST_RUNS,
   NONCE_BYTES,
+  type SessionAuth,
   sessionAuth,
   toRuns,
   WireError,
@@ -48,9 +48,9 @@ const ZERO_NONCE = new Uint8Array(NONCE_BYTES);
 
 interface Session {
   conn: Deno.TcpConn;
-  /** MACs of our frames and of the server's on this connection. */
-  txAuth: FrameAuth;
-  rxAuth: FrameAuth;
+  /** MACs of our frames and of the server's on this connection; freed when its read loop ends. */
+  txAuth: SessionAuth;
+  rxAuth: SessionAuth;
   tx: number;
   writing: Promise<void>;
 }
@@ -115,7 +115,7 @@ export class UnicastPageClient implements PageClient {
 
   #flush(): void {
     this.#flushScheduled = false;
-    if (this.#closed || this.#queued.length === 0) return;
+    if (this.#closed || this.#failedWith !== undefined || this.#queued.length === 0) return;
     const session = this.#session;
     if (session === undefined) {
       this.#connect(); // the session sends everything outstanding once it is up
@@ -289,8 +289,11 @@ export class UnicastPageClient implements PageClient {
       try {
         session.conn.close();
       } catch { /* already closed */ }
+      // Unset with the MACs it frees, on every way out: a freed MAC must never seal a request.
+      if (this.#session === session) this.#session = undefined;
+      session.txAuth.free();
+      session.rxAuth.free();
     }
-    if (this.#session === session) this.#session = undefined;
     if (!this.#closed && this.#outstanding.size > 0) {
       this.#lastError = new PageFetchError("the connection dropped with pages outstanding");
       this.#failures++;

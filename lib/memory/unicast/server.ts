@@ -29,6 +29,7 @@ import {
   type FromServerWorker,
   GEN,
   type InitServer,
+  MAC_CONTEXTS,
   type RemoveFork,
   STAT_KEYS,
   STAT_SLOTS,
@@ -102,6 +103,11 @@ export class UnicastPageServer implements PageServer {
   static listen(o: UnicastServerOptions): UnicastPageServer {
     const { fd, port } = tcpListen(o.hostname, o.port ?? 0);
     return new UnicastPageServer(fd, `${o.advertise ?? o.hostname}:${port}`);
+  }
+
+  /** Session cipher contexts the worker holds: two per authenticated connection. */
+  get macContexts(): number {
+    return Atomics.load(this.#control, MAC_CONTEXTS);
   }
 
   /** The worker's failure, if it failed (then no fork is served). */

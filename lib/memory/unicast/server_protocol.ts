@@ -16,8 +16,13 @@ import type { TransportStats } from "../transport.ts";
 
 /** control[GEN]: generation of the newest command posted to the worker. */
 export const GEN = 0;
+/**
+ * control[MAC_CONTEXTS]: cipher contexts the worker holds (two per authenticated connection),
+ * written by the worker whenever a session starts or ends; a leak shows as a count that grows.
+ */
+export const MAC_CONTEXTS = 1;
 /** Int32 slots in the control array. */
-export const CONTROL_SLOTS = 1;
+export const CONTROL_SLOTS = 2;
 
 /**
  * Float64 slots of a stats array (per fork, and one for the total), in this order; written by

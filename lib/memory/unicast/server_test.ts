@@ -14,10 +14,10 @@ import {
   FRAME_HELLO,
   FRAME_PAGES,
   FRAME_REQUEST,
-  type FrameAuth,
   FrameReader,
   helloAuth,
   type PageRun,
+  type SessionAuth,
   sessionAuth,
 } from "./wire.ts";
 
@@ -52,8 +52,8 @@ class RawSession {
   #buf = new Uint8Array(1 << 20);
   #tx = 1;
   forkId: Uint8Array;
-  txAuth: FrameAuth | undefined;
-  rxAuth: FrameAuth | undefined;
+  txAuth: SessionAuth | undefined;
+  rxAuth: SessionAuth | undefined;
   bytesIn = 0;
 
   private constructor(conn: Deno.TcpConn, forkId: Uint8Array) {
@@ -127,6 +127,8 @@ class RawSession {
     try {
       this.#conn.close();
     } catch { /* closed */ }
+    this.txAuth?.free();
+    this.rxAuth?.free();
   }
 }
 
@@ -140,6 +142,15 @@ async function within<T>(ms: number, what: string, promise: Promise<T>): Promise
     return await Promise.race([promise, late]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** Resolves once `condition()` holds; fails the test if it does not within `ms`. */
+async function until(ms: number, what: string, condition: () => boolean): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 
@@ -298,6 +309,41 @@ Deno.test("server worker: a removed fork's sessions are closed and later request
     assert.equal(server.stats().rejected, rejectedBefore + 1);
     // Other forks are unaffected.
     await fetchAll(other, server.address);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("server worker: sessions that come and go leave no cipher context behind", async () => {
+  const f = fork(64);
+  const server = UnicastPageServer.listen({ hostname: "127.0.0.1" });
+  try {
+    server.addFork(f);
+    for (let round = 0; round < 5; round++) {
+      const sessions = await Promise.all(
+        Array.from({ length: 20 }, () => RawSession.connect(server.address, f.forkId)),
+      );
+      for (const s of sessions) {
+        await s.hello(f.key);
+        await s.request([{ first: 1, count: 1 }]);
+        assert.equal((await s.next())?.type, FRAME_PAGES);
+      }
+      // Two per authenticated session (one a direction); a refused HELLO makes none.
+      assert.equal(server.macContexts, 2 * sessions.length);
+      const forged = await RawSession.connect(server.address, f.forkId);
+      assert.equal(await forged.hello(new Uint8Array(32)), null);
+      forged.close();
+      assert.equal(server.macContexts, 2 * sessions.length);
+      for (const s of sessions) s.close();
+      await until(2000, "every context freed", () => server.macContexts === 0);
+    }
+    // Sessions closed by the server (their fork removed) free theirs too.
+    const s = await RawSession.connect(server.address, f.forkId);
+    await s.hello(f.key);
+    assert.equal(server.macContexts, 2);
+    await server.removeFork(f.forkId);
+    assert.equal(server.macContexts, 0);
+    s.close();
   } finally {
     await server.close();
   }

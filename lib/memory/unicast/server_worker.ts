@@ -28,6 +28,7 @@ import {
   SyscallError,
   tcpAccept,
 } from "../../../native/libc.ts";
+import { liveMacContexts } from "../../../native/libcrypto.ts";
 import { toHex } from "../../backend/wasm/fork_descriptor.ts";
 import { PAGE_PRESENT } from "../page_mark.ts";
 import { SharedPageReader } from "../shared_pages.ts";
@@ -36,6 +37,7 @@ import {
   type FromServerWorker,
   GEN,
   type InitServer,
+  MAC_CONTEXTS,
   STAT_BYTES_RECEIVED,
   STAT_BYTES_SENT,
   STAT_PACKETS_RECEIVED,
@@ -52,7 +54,6 @@ import {
   FRAME_HELLO,
   FRAME_PAGES,
   FRAME_REQUEST,
-  type FrameAuth,
   FrameReader,
   HEADER_BYTES,
   helloAuth,
@@ -62,6 +63,7 @@ import {
   NONCE_BYTES,
   type PageRun,
   sealFrame,
+  type SessionAuth,
   sessionAuth,
   writeHeader,
 } from "./wire.ts";
@@ -87,8 +89,9 @@ interface Session {
   fork?: Fork;
   rx: number;
   tx: number;
-  rxAuth?: FrameAuth;
-  txAuth?: FrameAuth;
+  /** Set with `fork`; each holds a cipher context, freed when the session ends. */
+  rxAuth?: SessionAuth;
+  txAuth?: SessionAuth;
   /** Runs asked for, answered in order: runs[runAt] from page `next` on. */
   runs: PageRun[];
   runAt: number;
@@ -222,6 +225,9 @@ function endSession(s: Session): void {
   if (s.fd < 0) return;
   close(s.fd);
   s.fd = -1;
+  s.rxAuth?.free();
+  s.txAuth?.free();
+  Atomics.store(control, MAC_CONTEXTS, liveMacContexts());
   sessions = sessions.filter((x) => x !== s);
 }
 
@@ -283,6 +289,7 @@ function frame(s: Session, forkId: Uint8Array, bytes: Uint8Array): boolean {
     s.fork = fork;
     s.rxAuth = sessionAuth(fork.key, f.nonce, s.nonce, "client");
     s.txAuth = sessionAuth(fork.key, f.nonce, s.nonce, "server");
+    Atomics.store(control, MAC_CONTEXTS, liveMacContexts());
     const hello = encodeFrame(
       {
         type: FRAME_HELLO,

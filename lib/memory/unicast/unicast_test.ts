@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createCipheriv, createHmac } from "node:crypto";
+import { liveMacContexts } from "../../../native/libcrypto.ts";
 import { PAGE_PRESENT, PAGE_ZERO } from "../page_mark.ts";
 import type { ForkAccess, ServedFork } from "../transport.ts";
 import { UnicastPageClient } from "./client.ts";
@@ -131,6 +132,10 @@ Deno.test("toRuns() sorts, de-duplicates and coalesces pages", () => {
     { first: 7, count: 1 },
     { first: 9, count: 1 },
   ]);
+  // Already ascending (a fill), ascending but for one repeat, and a set.
+  assert.deepEqual(toRuns([1, 2, 3, 5]), [{ first: 1, count: 3 }, { first: 5, count: 1 }]);
+  assert.deepEqual(toRuns([1, 2, 2, 3]), [{ first: 1, count: 3 }]);
+  assert.deepEqual(toRuns(new Set([4, 2, 3])), [{ first: 2, count: 3 }]);
 });
 
 Deno.test("unicast client fetches PRESENT pages only, in runs", async () => {
@@ -173,6 +178,45 @@ Deno.test("unicast client with the wrong fork key fails after its retries", asyn
     assert.ok(server.stats(served.forkId).rejected > 0);
   } finally {
     await client.close();
+    await server.close();
+  }
+});
+
+Deno.test("unicast client frees each session's MACs when the session ends, however it ends", async () => {
+  const served = fork();
+  const server = UnicastPageServer.listen({ hostname: "127.0.0.1" });
+  server.addFork(served);
+  const before = liveMacContexts();
+  const settled = async () => {
+    const deadline = performance.now() + 2000;
+    while (liveMacContexts() !== before && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(liveMacContexts(), before);
+  };
+  try {
+    for (let i = 0; i < 10; i++) {
+      const client = new UnicastPageClient(access(served, server.address));
+      const got = Promise.withResolvers<void>();
+      client.onPages(() => got.resolve());
+      client.request([1]);
+      await got.promise;
+      assert.equal(liveMacContexts(), before + 2);
+      await client.close(); // ended by us
+      await settled();
+    }
+    // Ended by the server (the fork removed): the client's reconnects are refused, it fails.
+    const client = new UnicastPageClient(access(served, server.address), { retryDelayMs: 1 });
+    const got = Promise.withResolvers<void>();
+    client.onPages(() => got.resolve());
+    client.request([1]);
+    await got.promise;
+    await server.removeFork(served.forkId);
+    client.request([2]);
+    assert.match((await client.failed).message, /Cannot fetch pages/);
+    await client.close();
+    await settled();
+  } finally {
     await server.close();
   }
 });

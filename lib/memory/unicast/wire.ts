@@ -11,7 +11,7 @@
 
 import {
   CHACHA_NONCE_BYTES,
-  chachaPolyTag,
+  ChachaPolyMac,
   constantTimeEqual,
   hmacSha256,
 } from "../../../native/libcrypto.ts";
@@ -81,6 +81,12 @@ export function helloAuth(forkKey: Uint8Array, nonce: Uint8Array): FrameAuth {
 /** Which side sent a frame: part of the session MAC's nonce, so a frame cannot be reflected. */
 export type Direction = "client" | "server";
 
+/** The MAC of one direction of one session: holds a cipher context until {@link free}. */
+export interface SessionAuth extends FrameAuth {
+  /** Release the cipher context when the session ends; mac() throws afterwards. */
+  free(): void;
+}
+
 const SESSION_LABEL = new TextEncoder().encode("SFPG v2 session key");
 
 /**
@@ -93,20 +99,25 @@ export function sessionAuth(
   clientNonce: Uint8Array,
   serverNonce: Uint8Array,
   from: Direction,
-): FrameAuth {
+): SessionAuth {
   const key = new Uint8Array(32);
   const info = new Uint8Array(SESSION_LABEL.byteLength + 2 * NONCE_BYTES);
   info.set(SESSION_LABEL);
   info.set(clientNonce, SESSION_LABEL.byteLength);
   info.set(serverNonce, SESSION_LABEL.byteLength + NONCE_BYTES);
   hmacSha256(forkKey, info, key);
+  const cipher = new ChachaPolyMac(key);
+  key.fill(0); // the context holds its own copy
   const nonce = new Uint8Array(CHACHA_NONCE_BYTES);
   const nonceView = new DataView(nonce.buffer);
   nonceView.setUint32(0, from === "client" ? 1 : 2, false);
   return {
     mac(seq, signed, out) {
       nonceView.setUint32(8, seq, false);
-      chachaPolyTag(key, nonce, signed, out);
+      cipher.tag(nonce, signed, out);
+    },
+    free() {
+      cipher.free();
     },
   };
 }
@@ -306,7 +317,10 @@ export function decodeFrame(bytes: Uint8Array, auth: FrameAuth): Frame {
 
 /** Sorted, de-duplicated page numbers as contiguous runs. */
 export function toRuns(pages: Iterable<number>): PageRun[] {
-  const sorted = [...new Set(pages)].sort((a, b) => a - b);
+  // A fill asks for every missing page, already ascending: no set and no sort for those.
+  const sorted = Array.isArray(pages) && ascending(pages)
+    ? pages
+    : [...new Set(pages)].sort((a, b) => a - b);
   const runs: PageRun[] = [];
   for (const page of sorted) {
     const last = runs[runs.length - 1];
@@ -314,6 +328,11 @@ export function toRuns(pages: Iterable<number>): PageRun[] {
     else runs.push({ first: page, count: 1 });
   }
   return runs;
+}
+
+function ascending(pages: readonly number[]): boolean {
+  for (let i = 1; i < pages.length; i++) if (pages[i] <= pages[i - 1]) return false;
+  return true;
 }
 
 /**
