@@ -326,6 +326,8 @@ export class AgentVms {
     return {
       requestTicket: async (n) => {
         if (n <= 0) return SF_EINVAL;
+        // A fork is coming: its copy-on-write store is made now, outside the parent's pause.
+        if (this.#uffd && vm.vm) Snapshot.reserveStore(vm.vm.memory);
         const t = await agent.request({
           method: "ticket.request",
           params: { slots: n, owner: vm.id },

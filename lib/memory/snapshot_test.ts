@@ -276,3 +276,27 @@ Deno.test("measure: snapshot capture pause of 1 GiB, page map, write faults (pri
     await snapshot.release();
   }
 });
+
+Deno.test("a parent's next snapshot reuses a released store, emptied", async () => {
+  const pages = 1024;
+  const memory = sharedMemory(pages / 16);
+  const view = new Uint8Array(memory.buffer);
+  view.fill(1);
+  const first = Snapshot.capture({ memory, pageSize: PS });
+  await first.ready;
+  view.fill(2); // every page saved (as 1s) into the first store
+  assert.equal(first.stats().pagesSaved, pages);
+  const firstStore = first.sharedBuffers().store;
+  await first.release();
+  const second = Snapshot.capture({ memory, pageSize: PS });
+  try {
+    await second.ready;
+    const store = second.sharedBuffers().store;
+    assert.equal(store, firstStore, "the released store was taken again");
+    assert.ok(new Uint8Array(store).every((b) => b === 0), "and holds nothing of the last fork");
+    view.fill(3);
+    assert.ok(second.readPages(0, pages).every((b) => b === 2), "clone-time contents");
+  } finally {
+    await second.release();
+  }
+});
