@@ -263,6 +263,26 @@ export function poll(fds: Uint8Array, count: number, timeoutMs: number): number 
   return check("poll", libc().poll(fds, BigInt(count), timeoutMs), [Errno.EINTR]);
 }
 
+/**
+ * poll(2) that first checks without sleeping for up to `spinUs` µs, then sleeps up to
+ * `timeoutMs` (-1: no limit). For a thread expecting an answer within tens of µs: waking a
+ * sleeping thread on an idle vCPU here costs ~50 µs on each side of a round trip (measured:
+ * remote fault p50 147–170 µs sleeping at once, 38–42 µs with both ends spinning 100 µs).
+ */
+export function pollSpinning(
+  fds: Uint8Array,
+  count: number,
+  spinUs: number,
+  timeoutMs: number,
+): number {
+  const end = monotonicMicros() + spinUs;
+  do {
+    const ready = poll(fds, count, 0);
+    if (ready !== 0) return ready;
+  } while (monotonicMicros() < end);
+  return poll(fds, count, timeoutMs);
+}
+
 /** eventfd(2) flags. */
 export const EFD_SEMAPHORE = 0x1;
 /** eventfd(2) flag: O_NONBLOCK. */

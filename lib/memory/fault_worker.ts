@@ -17,7 +17,15 @@
 
 /// <reference lib="deno.worker" />
 
-import { Errno, monotonicMicros, poll, POLLFD_SIZE, POLLIN, read } from "../../native/libc.ts";
+import {
+  Errno,
+  monotonicMicros,
+  poll,
+  POLLFD_SIZE,
+  POLLIN,
+  pollSpinning,
+  read,
+} from "../../native/libc.ts";
 import {
   type DirectContext,
   DirectError,
@@ -56,6 +64,8 @@ const BATCH = 64;
 /** Longest run of avoided pages zero-filled for one fault (1 MiB of 4 KiB pages). */
 const ZERO_RUN = 256;
 const AGAIN: readonly number[] = [Errno.EAGAIN];
+/** How long to spin for due pages before sleeping. */
+const SPIN_US = 100;
 
 interface SnapshotTarget {
   store: Uint8Array;
@@ -176,7 +186,9 @@ function serve(): void {
     if (net !== undefined && direct === net) {
       pollView.setInt32(16, net.fd, true);
       pollView.setInt16(20, POLLIN, true);
-      poll(pollFds, 3, net.outstanding > 0 ? IDLE_CHECK_MS : -1);
+      // Pages are due from the memory server: spin briefly rather than sleep (pollSpinning).
+      if (net.outstanding > 0) pollSpinning(pollFds, 3, SPIN_US, IDLE_CHECK_MS);
+      else poll(pollFds, 3, -1);
     } else {
       poll(pollFds, 2, -1);
     }
