@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { MasterClient } from "../lib/control/client.ts";
 import type { StatusView } from "../lib/control/messages.ts";
-import { createHosts, netnsAvailable } from "./harness/netns.ts";
+import { createHosts, netnsAvailable } from "../lib/netns/hosts.ts";
 import { tempDir } from "./harness/temp_dir.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

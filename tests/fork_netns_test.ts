@@ -8,8 +8,8 @@ import { runJob } from "../lib/cli/run_job.ts";
 import { MasterClient } from "../lib/control/client.ts";
 import { benchGuest } from "../lib/bench/cluster_run.ts";
 import { testGuest } from "./guests.ts";
-import { createHosts, type HostNet, netnsAvailable } from "./harness/netns.ts";
-import type { HarnessProcess } from "./harness/process.ts";
+import { createHosts, type HostNet, netnsAvailable } from "../lib/netns/hosts.ts";
+import type { HarnessProcess } from "../lib/netns/process.ts";
 import { tempDir } from "./harness/temp_dir.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { syntheticFanout } from "../lib/mcdist/testdata/fanout.ts";
 import { OVERHEAD_BYTES } from "../lib/mcdist/wire.ts";
-import { netnsAvailable } from "./harness/netns.ts";
+import { netnsAvailable } from "../lib/netns/hosts.ts";
 
 const available = netnsAvailable();
 const PAGES = 256;

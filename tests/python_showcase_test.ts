@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { MasterClient } from "../lib/control/client.ts";
 import type { StatusView } from "../lib/control/messages.ts";
 import { SHOWCASE } from "../lib/bench/python_fork.ts";
-import { createHosts, netnsAvailable } from "./harness/netns.ts";
+import { createHosts, netnsAvailable } from "../lib/netns/hosts.ts";
 import { tempDir } from "./harness/temp_dir.ts";
 import { dump, python, runPython } from "./python_harness.ts";
 

@@ -8,7 +8,7 @@
  * after a failed start.
  */
 import { join } from "node:path";
-import { type HarnessProcess, spawnProcess } from "./harness/process.ts";
+import { type HarnessProcess, spawnProcess } from "../lib/netns/process.ts";
 
 /** Debian packages the cluster needs. */
 export const SLURM_PACKAGES = ["munge", "slurmctld", "slurmd", "slurmrestd", "slurm-client"];

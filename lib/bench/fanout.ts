@@ -7,7 +7,7 @@
  * should make 16 clones cost about what one does; optional datagram loss is
  * injected in the hosts' kernels (nftables).
  */
-import { createHosts } from "../../tests/harness/netns.ts";
+import { createHosts } from "../netns/hosts.ts";
 import { runJob } from "../cli/run_job.ts";
 import { benchGuest } from "./cluster_run.ts";
 import { startNetnsCluster } from "./netns_cluster.ts";

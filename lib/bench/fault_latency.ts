@@ -11,7 +11,7 @@ import { Memtap, type MemtapDirect } from "../memory/memtap.ts";
 import { PAGE_PRESENT } from "../memory/page_mark.ts";
 import { Snapshot } from "../memory/snapshot.ts";
 import { UnicastPageClient } from "../memory/unicast/client.ts";
-import { createHosts, netnsAvailable } from "../../tests/harness/netns.ts";
+import { createHosts, netnsAvailable } from "../netns/hosts.ts";
 
 export interface FaultLatencyOptions {
   /** Pages touched one fault at a time. Default 2000. */

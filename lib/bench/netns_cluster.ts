@@ -3,7 +3,7 @@
  * process per namespace host, as `snowflock master` / `snowflock agent` run on
  * real machines. Host 0 runs parents (no clone slots); the others take clones.
  */
-import type { HostNet } from "../../tests/harness/netns.ts";
+import type { HostNet } from "../netns/hosts.ts";
 import { MasterClient } from "../control/client.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;

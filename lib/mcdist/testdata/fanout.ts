@@ -6,8 +6,8 @@
  * (`snowflock bench fanout` measures the same with real clones: lib/bench/fanout.ts.)
  */
 
-import { createHosts, type HostNet } from "../../../tests/harness/netns.ts";
-import type { HarnessProcess } from "../../../tests/harness/process.ts";
+import { createHosts, type HostNet } from "../../netns/hosts.ts";
+import type { HarnessProcess } from "../../netns/process.ts";
 import { DEFAULT_PORT } from "../config.ts";
 import type { DriveResult } from "./fanout_clones.ts";
 import { type HostSpec, type ServerSpec, toHex } from "./fanout_spec.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createHosts, type HostNet, netnsAvailable, sweepStaleHosts, withHosts } from "./netns.ts";
+import { createHosts, type HostNet, netnsAvailable, sweepStaleHosts, withHosts } from "./hosts.ts";
 import { type HarnessProcess, processAlive, spawnProcess } from "./process.ts";
 
 const available = netnsAvailable();

@@ -1,5 +1,5 @@
 /**
- * Several "hosts" on one machine for multi-host tests: each host is a Linux
+ * Several "hosts" on one machine, for the multi-host tests and benchmarks: each host is a Linux
  * network namespace with a veth pair plugged into one bridge in the root
  * namespace, an address on a private test subnet, and a multicast route.
  *
