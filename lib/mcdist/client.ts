@@ -130,7 +130,8 @@ export class McdistClient implements PageClient {
   #stats = emptyStats();
   #guard = new ReplayGuard();
   #stamp = new PacketStamp();
-  #groupMeter = new RateMeter();
+  /** PAGES datagrams received, by either socket: what the server's pacing is compared with. */
+  #pagesMeter = new RateMeter();
   #listeners: ((firstPage: number, bytes: Uint8Array) => void)[] = [];
   #delivered: Uint8Array;
   #wanted = new Map<number, Wanted>();
@@ -233,11 +234,11 @@ export class McdistClient implements PageClient {
     }
     if (this.#toAsk.size > 0) this.#flush(now);
     const reportMs = this.#options.reportMs ?? 100;
-    if (now - this.#lastReport >= reportMs && this.#group !== undefined) {
+    if (now - this.#lastReport >= reportMs) {
       this.#lastReport = now;
       this.#send({
         type: PacketType.RATE,
-        rate: this.#groupRate(now),
+        rate: this.#receiveRate(now),
         outstanding: this.#wanted.size,
       });
     }
@@ -255,8 +256,8 @@ export class McdistClient implements PageClient {
     }
   }
 
-  #groupRate(now: number): number {
-    return Math.round(this.#groupMeter.rate(now, this.#options.reportMs ?? 100));
+  #receiveRate(now: number): number {
+    return Math.round(this.#pagesMeter.rate(now, this.#options.reportMs ?? 100));
   }
 
   #timeoutMs(attempts: number): number {
@@ -292,7 +293,7 @@ export class McdistClient implements PageClient {
     for (let i = 0; i < runs.length; i += perPacket) {
       this.#send({
         type: PacketType.REQUEST,
-        rate: this.#groupRate(now),
+        rate: this.#receiveRate(now),
         outstanding: this.#wanted.size,
         runs: runs.slice(i, i + perPacket),
       }, flags);
@@ -336,7 +337,7 @@ export class McdistClient implements PageClient {
     switch (body.type) {
       case PacketType.PAGES:
         this.#lastHeard = now;
-        if (fromGroup) this.#groupMeter.add(1, now);
+        this.#pagesMeter.add(1, now);
         this.#pages(body, now);
         return;
       case PacketType.PUSH:

@@ -1,34 +1,39 @@
 /**
  * Read-ahead for the server's push: the likely order of a fork's next pages, predicted from the
  * pages its clones fault on. Clones of one parent run the same code over the same data, so their
- * faults follow the parent's access pattern; a scan (stride 1 or any constant stride, forwards
- * or backwards) is recognised after two equal steps and the pages ahead of it are pushed before
- * anybody faults on them. A fault on the page just past what was pushed means the clones kept
- * going: the window doubles (as the kernel's file read-ahead does), up to `maxWindow`. Anything
- * else starts over.
+ * faults follow the parent's access pattern. A scan (stride 1 or any constant stride, forwards or
+ * backwards) is recognised in the last `history` fresh faults taken as a set: compilers unroll
+ * loops and issue an iteration's loads in any order (a guest summing every 4th page faulted in
+ * groups like 269, 265, 261), so the faults form an arithmetic progression only once sorted, and
+ * the direction is where the newer half of them lies. The pages ahead of the scan are then
+ * pushed before anybody faults on them. A fault just past what was pushed means the clones kept
+ * going: the window doubles (as the kernel's file read-ahead does), up to `maxWindow`.
  *
  * @module
  */
 
 export interface ReadaheadOptions {
-  /** Pages pushed when a stride is first recognised. */
+  /** Pages pushed when a scan is first recognised. */
   initialWindow: number;
   maxWindow: number;
+  /** Fresh faults a scan is recognised from. */
+  history: number;
 }
 
 /** At most 64 pages: what a scan that stops costs in pages nobody reads. */
-export const DEFAULT_READAHEAD: ReadaheadOptions = { initialWindow: 8, maxWindow: 64 };
+export const DEFAULT_READAHEAD: ReadaheadOptions = { initialWindow: 8, maxWindow: 64, history: 8 };
+
+/** Strides past the window's end that a fault may land and still continue the scan. */
+const SLACK_STRIDES = 8;
 
 /** Predicts one fork's next pages from the pages asked for the first time, in request order. */
 export class StridePredictor {
   readonly options: ReadaheadOptions;
   #pageCount: number;
-  #last = -1;
-  #stride = 0;
-  /** Consecutive requests `#stride` apart. */
-  #steps = 0;
-  /** The last page predicted so far (continuing the scan means a fault just past it). */
-  #ahead = -1;
+  #recent: number[] = [];
+  /** The scan being read ahead: its step (signed) and the last page pushed; 0 when none. */
+  #step = 0;
+  #ahead = 0;
   #window = 0;
 
   constructor(pageCount: number, options: Partial<ReadaheadOptions> = {}) {
@@ -38,34 +43,58 @@ export class StridePredictor {
 
   /** A clone faulted on `page`; returns the pages to push next, in order (maybe none). */
   observe(page: number): number[] {
-    if (this.#ahead >= 0 && page === this.#ahead + this.#stride) {
-      // The clones ran through the window: push the next, larger one from here.
-      this.#window = Math.min(this.options.maxWindow, this.#window * 2);
-      this.#last = page;
-      return this.#predictFrom(page);
+    if (this.#step !== 0) {
+      const past = (page - this.#ahead) / this.#step;
+      if (Number.isInteger(past) && past >= 1 && past <= SLACK_STRIDES) {
+        // The clones ran through the window: push the next, larger one from its end.
+        this.#window = Math.min(this.options.maxWindow, this.#window * 2);
+        this.#recent = [];
+        return this.#predictFrom(this.#ahead);
+      }
     }
-    const step = this.#last < 0 ? 0 : page - this.#last;
-    this.#last = page;
-    if (step !== 0 && step === this.#stride) {
-      this.#steps++;
-    } else {
-      this.#stride = step;
-      this.#steps = step === 0 ? 0 : 1;
-      this.#ahead = -1;
+    this.#recent.push(page);
+    if (this.#recent.length > this.options.history) this.#recent.shift();
+    const step = this.#scanStep();
+    if (step === 0) {
+      this.#step = 0;
+      return [];
     }
-    if (this.#steps < 2 || this.#ahead >= 0) return [];
+    if (step === this.#step) return []; // inside the scan already read ahead
+    this.#step = step;
     this.#window = this.options.initialWindow;
-    return this.#predictFrom(page);
+    const edge = step > 0 ? Math.max(...this.#recent) : Math.min(...this.#recent);
+    return this.#predictFrom(edge);
+  }
+
+  /**
+   * The signed step of the scan the recent faults form, else 0: sorted, they are evenly spaced
+   * (a page pushed meanwhile may leave a gap of one step), and the newer half lies ahead.
+   */
+  #scanStep(): number {
+    const recent = this.#recent;
+    if (recent.length < this.options.history) return 0;
+    const sorted = [...recent].sort((a, b) => a - b);
+    const stride = sorted[1] - sorted[0];
+    if (stride <= 0) return 0;
+    for (let i = 2; i < sorted.length; i++) {
+      const gap = sorted[i] - sorted[i - 1];
+      if (gap !== stride && gap !== 2 * stride) return 0;
+    }
+    const half = recent.length >> 1;
+    const older = recent.slice(0, half).reduce((a, b) => a + b, 0) / half;
+    const newer = recent.slice(half).reduce((a, b) => a + b, 0) / (recent.length - half);
+    return newer > older ? stride : newer < older ? -stride : 0;
   }
 
   #predictFrom(page: number): number[] {
     const pages: number[] = [];
-    let next = page + this.#stride;
+    let next = page + this.#step;
     while (pages.length < this.#window && next >= 0 && next < this.#pageCount) {
       pages.push(next);
-      next += this.#stride;
+      next += this.#step;
     }
-    this.#ahead = pages.length > 0 ? pages[pages.length - 1] : -1;
+    if (pages.length === 0) this.#step = 0;
+    else this.#ahead = pages[pages.length - 1];
     return pages;
   }
 }

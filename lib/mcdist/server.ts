@@ -115,7 +115,9 @@ class ForkState {
   readonly guard = new ReplayGuard();
   readonly flow: FlowController;
   readonly pacer = new Pacer();
+  /** PAGES datagrams sent to the group, and to each unicast receiver: what its report is held to. */
   readonly sentMeter = new RateMeter();
+  readonly unicastMeters = new Map<string, RateMeter>();
   /** Pages asked for, to multicast in request order. */
   readonly multicast = new Set<number>();
   /** Pages read ahead or pushed to the group, sent when no asked-for page is waiting. */
@@ -284,11 +286,11 @@ export class McdistServer implements PushingPageServer {
     const now = performance.now();
     switch (packet.body.type) {
       case PacketType.REQUEST:
-        this.#flowReport(state, packet.body.rate, now);
+        this.#flowReport(state, packet.body.rate, from, now);
         this.#request(state, packet, packet.body.runs, from, now);
         break;
       case PacketType.RATE:
-        this.#flowReport(state, packet.body.rate, now);
+        this.#flowReport(state, packet.body.rate, from, now);
         state.requesters.set(endpointKey(from), now);
         break;
       case PacketType.END:
@@ -306,8 +308,9 @@ export class McdistServer implements PushingPageServer {
     this.#log.debug("packet dropped", { why });
   }
 
-  #flowReport(state: ForkState, received: number, now: number): void {
-    const sent = state.sentMeter.rate(now, REPORT_WINDOW_MS);
+  #flowReport(state: ForkState, received: number, from: Endpoint, now: number): void {
+    const sent = state.sentMeter.rate(now, REPORT_WINDOW_MS) +
+      (state.unicastMeters.get(endpointKey(from))?.rate(now, REPORT_WINDOW_MS) ?? 0);
     state.flow.report(received, sent, state.hasWork());
   }
 
@@ -569,7 +572,7 @@ export class McdistServer implements PushingPageServer {
         data,
       };
       this.#send(state, to, body, flags);
-      if (multicast) state.sentMeter.add(1, now);
+      this.#sentMeter(state, to, multicast).add(1, now);
       return 1;
     }
     const parts = Math.ceil(pageSize / room);
@@ -585,8 +588,16 @@ export class McdistServer implements PushingPageServer {
         data: chunk,
       }, flags);
     }
-    if (multicast) state.sentMeter.add(parts, now);
+    this.#sentMeter(state, to, multicast).add(parts, now);
     return parts;
+  }
+
+  #sentMeter(state: ForkState, to: Endpoint, multicast: boolean): RateMeter {
+    if (multicast) return state.sentMeter;
+    const key = endpointKey(to);
+    let meter = state.unicastMeters.get(key);
+    if (meter === undefined) state.unicastMeters.set(key, meter = new RateMeter());
+    return meter;
   }
 
   #send(state: ForkState, to: Endpoint, body: Body, flags: number): void {
