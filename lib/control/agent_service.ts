@@ -1,6 +1,7 @@
 /** Starts an agent: probes backends, opens the data plane, joins the master. */
 import { probeAll } from "../backend/backend.ts";
 import { holdWorkerPool } from "../backend/wasm/mod.ts";
+import { holdFaultWorkers } from "../memory/fault_worker_handle.ts";
 import {
   type McdistConfig,
   type McdistServer,
@@ -85,8 +86,12 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     // Calls arrive on later event-loop turns, after `vms` below is set.
     onRequest: (call) => vms.handle(call),
   });
-  // Wasm clones start on pre-started workers: one per slot, up to a sane number.
-  const releasePool = o.backend === "wasm" ? holdWorkerPool(Math.min(o.slots ?? 4, 16)) : () => {};
+  // Wasm clones start on pre-started workers (a VM's and its memtap's): one per slot, up to a
+  // sane number.
+  const spares = Math.min(o.slots ?? 4, 16);
+  const releasePools = o.backend === "wasm"
+    ? [holdWorkerPool(spares), holdFaultWorkers(spares)]
+    : [];
   const masterAddress = `${master.hostname}:${master.port}`;
   const vms: BackendVms = o.backend === "xen"
     ? new XenAgentVms({
@@ -115,7 +120,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     dataAddress,
     close: async () => {
       await vms.close();
-      releasePool();
+      for (const release of releasePools) release();
       agent.close();
       await data.shutdown();
       if (!o.workDir) await Deno.remove(workDir, { recursive: true }).catch(() => {});

@@ -5,6 +5,7 @@
  */
 
 import { close, EFD_CLOEXEC, EFD_NONBLOCK, eventfd, write } from "../../native/libc.ts";
+import { SpareWorkers } from "../threads/spare_workers.ts";
 import {
   CONTROL_SLOTS,
   type FromWorker,
@@ -39,37 +40,18 @@ type Command = ToWorker extends infer T ? T extends { gen: number } ? Omit<T, "g
 const WORKER_URL = new URL("./fault_worker.ts", import.meta.url);
 
 /**
- * One fault worker started ahead of time: starting a Worker blocks the starting thread for
- * ~10–20 ms, which inside a parent's pause (a snapshot's worker) or a clone's start (memtap's)
- * is pure delay. A handle takes the spare at once; a new spare is started shortly after, when
- * the caller's critical section is over.
+ * Fault workers started ahead of time (lib/threads/spare_workers.ts): starting a Worker blocks
+ * the starting thread for ~10–20 ms, which inside a parent's pause (a snapshot's worker) or a
+ * clone's start (memtap's) is pure delay.
  */
-let spare: Worker | undefined;
-let spareUsers = 0;
-const SPARE_REFILL_MS = 250;
+const spares = new SpareWorkers(WORKER_URL);
 
-/** Keep a spare fault worker ready (counted: one {@link releaseFaultWorkers} each). */
-export function prepareFaultWorkers(): void {
-  spareUsers++;
-  spare ??= new Worker(WORKER_URL, { type: "module" });
-}
-
-/** Undo one {@link prepareFaultWorkers}; the last one ends the spare. */
-export function releaseFaultWorkers(): void {
-  if (spareUsers === 0 || --spareUsers > 0) return;
-  spare?.terminate();
-  spare = undefined;
-}
-
-function takeSpare(): Worker | undefined {
-  const worker = spare;
-  spare = undefined;
-  if (worker !== undefined) {
-    setTimeout(() => {
-      if (spareUsers > 0) spare ??= new Worker(WORKER_URL, { type: "module" });
-    }, SPARE_REFILL_MS);
-  }
-  return worker;
+/**
+ * Keeps `size` fault workers ready while held (an agent: one per clone slot, and one for its
+ * parents' snapshots); returns the release function.
+ */
+export function holdFaultWorkers(size: number): () => void {
+  return spares.hold(size);
 }
 
 // eventfd increment (u64 1), 8 bytes; written synchronously.
@@ -95,20 +77,18 @@ export class FaultWorkerHandle {
     this.ready = ready.promise;
     this.ready.catch(() => {}); // reported through onError as well
     const message = { ...init, kind: "init", efd: this.#efd, control: this.#control.buffer };
-    // Spawning a Worker blocks this thread for ~10–20 ms: take the spare if there is one, else
+    // Spawning a Worker blocks this thread for ~10–20 ms: take a spare if there is one, else
     // spawn after the caller's critical section (a snapshot capture pauses the parent);
     // commands issued meanwhile wait in #queue.
-    const ahead = takeSpare();
-    if (ahead !== undefined) this.#spawn(message, ready, ahead);
-    else setTimeout(() => this.#spawn(message, ready), 0);
+    if (spares.idle > 0) this.#spawn(message, ready, spares.take());
+    else setTimeout(() => this.#spawn(message, ready, spares.take()), 0);
   }
 
-  #spawn(init: unknown, ready: PromiseWithResolvers<void>, ahead?: Worker): void {
+  #spawn(init: unknown, ready: PromiseWithResolvers<void>, worker: Worker): void {
     if (this.#efd < 0) { // stopped before it started
-      ahead?.terminate();
+      worker.terminate();
       return;
     }
-    const worker = ahead ?? new Worker(WORKER_URL, { type: "module" });
     this.#worker = worker;
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;

@@ -22,7 +22,7 @@
 
 import { addressOf, MADV_DONTNEED, madvise } from "../../native/libc.ts";
 import { isUserfaultfdAvailable } from "./availability.ts";
-import { prepareFaultWorkers, releaseFaultWorkers } from "./fault_worker_handle.ts";
+import { holdFaultWorkers } from "./fault_worker_handle.ts";
 import { SNAP_PAGES_SAVED, SNAP_STAT_SLOTS, SNAP_WP_FAULTS } from "./fault_protocol.ts";
 import { PAGE_PRESENT, PAGE_UNTOUCHED, PAGE_ZERO } from "./page_mark.ts";
 import { untouchedPages } from "./residency.ts";
@@ -43,15 +43,18 @@ export { SnapshotError };
  */
 export function prepareSnapshots(): Promise<void> {
   const started = prepareProtector();
-  prepareFaultWorkers();
+  releaseSpares.push(holdFaultWorkers(1));
   return started;
 }
 
 /** Undo one {@link prepareSnapshots} (the last one ends the threads). */
 export function releaseSnapshots(): void {
   releaseProtector();
-  releaseFaultWorkers();
+  releaseSpares.pop()?.();
 }
+
+/** One per {@link prepareSnapshots} not undone yet: releases its spare fault worker. */
+const releaseSpares: (() => void)[] = [];
 
 /** Options of {@link Snapshot.capture}. */
 export interface CaptureOptions {
