@@ -36,15 +36,6 @@ interface CloneFlags {
   json?: boolean;
 }
 
-interface CloneFlags {
-  clones: number;
-  hosts: number;
-  rounds: number;
-  heapMib: number;
-  thinkMs: number;
-  json?: boolean;
-}
-
 function cloneBench(): Command {
   return new Command("clone")
     .description("parent pause, descriptor size and sf_clone → all clones running")
