@@ -1,15 +1,20 @@
 /**
- * `bench heuristics`: pages the clones fetch for each example guest with all avoidance
+ * `bench heuristics`: pages the clones fetch for each example guest, and for the benchmark guest
+ * "avoidance" (guests/avoidance.c, which gives every heuristic pages to avoid), with all avoidance
  * heuristics on, all off, and each one turned off alone (SNOWFLOCK_AVOID), side by side.
  */
 import { join } from "node:path";
 import { defaultCacheDir } from "../control/agent_service.ts";
 import { buildExample, listExamples } from "../guest/cc.ts";
 import { HEURISTICS } from "../memory/heuristics.ts";
-import { runOnCluster } from "./cluster_run.ts";
+import { benchGuest, runOnCluster } from "./cluster_run.ts";
+
+/** The benchmark guest with free, untouched, hinted and zero pages, and its records' size. */
+const AVOIDANCE = "avoidance";
+const AVOIDANCE_MIB = 2;
 
 export interface HeuristicsOptions {
-  /** Examples to run; default every example. */
+  /** Guests to run: examples or "avoidance"; default every example, then "avoidance". */
   examples?: string[];
   /** Agents; each example asks for 2 clones per host. Default 2. */
   hosts?: number;
@@ -36,16 +41,11 @@ export async function benchHeuristics(o: HeuristicsOptions = {}): Promise<Heuris
     ]),
   ];
   const report: HeuristicsReport = { hosts, guests: {}, avoided: {} };
-  for (const example of o.examples ?? listExamples()) {
-    const wasm = await buildExample(example, join(defaultCacheDir(), "examples"));
+  for (const example of o.examples ?? [...listExamples(), AVOIDANCE]) {
+    const guest = await guestRun(example, 2 * hosts);
     const row: HeuristicsRow = {};
     for (const [name, avoid] of configs) {
-      const r = await runOnCluster({
-        wasm,
-        args: [String(2 * hosts)],
-        hosts,
-        env: { SNOWFLOCK_AVOID: avoid },
-      });
+      const r = await runOnCluster({ ...guest, hosts, env: { SNOWFLOCK_AVOID: avoid } });
       if (r.exitCode !== 0) {
         throw new Error(`Cannot bench ${example} (${name}): exit ${r.exitCode}`);
       }
@@ -62,4 +62,13 @@ export async function benchHeuristics(o: HeuristicsOptions = {}): Promise<Heuris
     report.guests[example] = row;
   }
   return report;
+}
+
+/** The module and arguments that run guest `name` with `clones` clones. */
+async function guestRun(name: string, clones: number): Promise<{ wasm: string; args: string[] }> {
+  if (name === AVOIDANCE) {
+    return { wasm: await benchGuest(AVOIDANCE), args: [String(clones), String(AVOIDANCE_MIB)] };
+  }
+  const wasm = await buildExample(name, join(defaultCacheDir(), "examples"));
+  return { wasm, args: [String(clones)] };
 }

@@ -552,8 +552,12 @@ export class AgentVms {
     await this.#memoryServer.remove(served.forkId);
   }
 
-  /** sf_hint_overwrite: a lazy clone stops wanting the pages; a parent records them. */
+  /**
+   * sf_hint_overwrite: a lazy clone stops wanting the pages; a parent records them. With the
+   * "hinted" heuristic off (SNOWFLOCK_AVOID) a clone's hint is ignored, as a parent's is.
+   */
   #hint(vm: Vm, ptr: number, len: number): number {
+    if (!this.#avoid.has("hinted")) return 0;
     const first = Math.ceil(ptr / OS_PAGE);
     const end = Math.floor((ptr + len) / OS_PAGE);
     if (vm.memtap !== undefined) {
