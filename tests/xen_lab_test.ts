@@ -41,6 +41,10 @@ Deno.test({
       ]
     ) assert.equal(typeof result[k], "number", k);
     assert.ok(result.descriptor_bytes < result.guest_memory_bytes / 10);
+    // The memory server's pages came from the paused parent through foreign mappings, and
+    // matched libxc's own copy of them.
+    assert.ok(result.pages_foreign > 0);
+    assert.equal(result.foreign_mismatches, 0);
     // A malformed guest request got EINVAL and the agent kept serving (the fork came after).
     assert.equal(result.malformed_request_rc, -22);
     // Second fork: host2's agent was killed while its clone started; sf_join said so.

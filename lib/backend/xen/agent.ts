@@ -33,10 +33,12 @@ import {
 } from "../../descriptor/format.ts";
 import { PAGE_PRESENT, PAGE_UNTOUCHED, PAGE_ZERO } from "../../descriptor/page_map.ts";
 import type { Logger } from "../../log.ts";
-import type { PageClient, PageServer } from "../../memory/transport.ts";
+import { emptyStats, type PageClient, type PageServer } from "../../memory/transport.ts";
 import { UnicastPageClient } from "../../memory/unicast/client.ts";
 import { UnicastPageServer } from "../../memory/unicast/server.ts";
+import { ForeignMemory } from "../../../native/xen/foreignmemory.ts";
 import { XenCtrl } from "../../../native/xen/xenctrl.ts";
+import { toHex } from "../wasm/fork_descriptor.ts";
 import { XenStore } from "../../../native/xen/xenstore.ts";
 import { SHUTDOWN } from "../../../native/xen/layouts.ts";
 import { captureGuest } from "./capture.ts";
@@ -49,7 +51,7 @@ import {
   REQUEST_KEY,
   SF,
 } from "./channel.ts";
-import { cloneIdentity, restoreClone } from "./clone.ts";
+import { type CloneIdentity, cloneIdentity, RestoreImage } from "./clone.ts";
 import { decodeManifest, xlConfig } from "./manifest.ts";
 import { domid as xlDomid, xl } from "./xl.ts";
 
@@ -69,7 +71,9 @@ export interface XenAgentOptions {
 
 interface FetchedPages {
   pages: Map<number, Uint8Array>;
+  /** Pages that crossed the network (0 for a fork captured on this host). */
   count: number;
+  local: boolean;
   ms: number;
   stats: ReturnType<PageClient["stats"]>;
 }
@@ -91,7 +95,10 @@ export class XenAgentVms {
   #xs = new XenStore();
   #watchXs = new XenStore();
   #xc = new XenCtrl();
+  #foreign = new ForeignMemory();
   #server: PageServer;
+  /** Pages of the forks captured here, by fork id: clones on this host read them in place. */
+  #captured = new Map<string, Map<number, Uint8Array>>();
   #timer: ReturnType<typeof setInterval>;
   #closed = false;
   /** Clone restores, one fork after another (memory in dom0 is tight; xl is slow). */
@@ -105,6 +112,9 @@ export class XenAgentVms {
     guestMemoryBytes?: number;
     pagesPresent?: number;
     pagesAvoided?: number;
+    /** Pages the capture read from the paused parent through foreign mappings. */
+    pagesForeign?: number;
+    foreignMismatches?: number;
     cloneReadyMs?: number;
   } = {};
 
@@ -136,6 +146,8 @@ export class XenAgentVms {
     this.#closed = true;
     clearInterval(this.#timer);
     await this.#server.close();
+    this.#captured.clear();
+    this.#foreign.close();
   }
 
   // ---- VMs ----
@@ -305,7 +317,7 @@ export class XenAgentVms {
           { method: "cluster.join", params: { cluster: t.cluster } },
           24 * 3600_000,
         ) as ClusterView;
-        if (t.forkId) this.#server.removeFork(t.forkId);
+        if (t.forkId) this.#releaseFork(t.forkId);
         vm.tickets.delete(r.ticket);
         const failed = c.members.filter((m) => m.state === "failed").length;
         const exited = c.members.filter((m) => m.state === "exited").length;
@@ -341,7 +353,16 @@ export class XenAgentVms {
     const home = `/local/domain/${vm.domid}`;
     const xenstore = [...this.#xs.dump(home)].filter(([k]) => !k.startsWith("device/"));
     const t2 = performance.now();
-    const cap = await captureGuest(vm.id, { tmpDir: this.#o.workDir, xenstore });
+    const cap = await captureGuest(
+      vm.id,
+      { domid: vm.domid, foreign: this.#foreign, unpause: (d) => this.#xc.unpause(d) },
+      { tmpDir: this.#o.workDir, xenstore },
+    );
+    if (cap.counts.foreignMismatches > 0) {
+      // The p2m was misread: clones would run on the wrong memory.
+      this.#o.logger.error("xen fork capture inconsistent", { vm: vm.id, ...cap.counts });
+      return [SF.EINVAL, 0];
+    }
     const t3 = performance.now();
     const forkId = crypto.getRandomValues(new Uint8Array(16));
     const forkKey = crypto.getRandomValues(new Uint8Array(32));
@@ -361,6 +382,7 @@ export class XenAgentVms {
     };
     const bytes = encodeDescriptor(d);
     const pages = cap.image.pages;
+    this.#captured.set(toHex(forkId), pages);
     this.#server.addFork({
       forkId,
       key: forkKey,
@@ -385,6 +407,8 @@ export class XenAgentVms {
       guestMemoryBytes: cap.pageMap.length * 4096,
       pagesPresent: cap.counts.present,
       pagesAvoided: cap.counts.zero + cap.counts.absent,
+      pagesForeign: cap.counts.foreign,
+      foreignMismatches: cap.counts.foreignMismatches,
     });
     this.#o.logger.info("xen fork captured", {
       vm: vm.id,
@@ -393,7 +417,9 @@ export class XenAgentVms {
       ...cap.counts,
       beginMs: Math.round(t1 - t0),
       xenstoreMs: Math.round(t2 - t1),
+      saveMs: Math.round(cap.phases?.saveMs ?? 0),
       readMs: Math.round(cap.phases?.readMs ?? 0),
+      copyMs: Math.round(cap.phases?.copyMs ?? 0),
       describeMs: Math.round(cap.phases?.describeMs ?? 0),
       encodeMs: Math.round(performance.now() - t3),
     });
@@ -457,7 +483,7 @@ export class XenAgentVms {
     const log = this.#o.logger;
     let fetched: FetchedPages;
     try {
-      fetched = await this.#fetchPages(d);
+      fetched = this.#localPages(d) ?? await this.#fetchPages(d);
     } catch (e) {
       log.warn("xen clone pages failed", { cluster, error: e });
       for (const { vm } of clones) {
@@ -473,70 +499,112 @@ export class XenAgentVms {
     log.info("xen clone pages fetched", {
       cluster,
       pages: fetched.count,
+      local: fetched.local,
       ms: Math.round(fetched.ms),
     });
     const seq = (d.xen.xenstore.find(([k]) => k === REQUEST_KEY)?.[1] ?? "0").split(" ")[0];
     const zero = d.pageMap.filter((m) => m === PAGE_ZERO).length;
     const untouched = d.pageMap.filter((m) => m === PAGE_UNTOUCHED).length;
     // One restore at a time: under emulation two in parallel are no faster, and memory is tight.
-    for (const { clone, vm: id } of clones) {
-      if (this.#cancelled.delete(id) || this.#closed) {
-        this.#event({ kind: "state", vm: id, state: "killed", reason: "killed before it ran" });
-        continue;
-      }
-      try {
-        const identity = cloneIdentity(d, id, clone);
-        const r = await restoreClone(
-          d,
-          (pfn) => fetched.pages.get(pfn)!,
-          identity,
-          this.#o.workDir,
-        );
-        const home = `/local/domain/${r.domid}`;
-        for (const [k, v] of d.xen.xenstore) {
-          if (k.startsWith("data/") && !k.startsWith("data/snowflock/")) {
-            this.#xs.write(`${home}/${k}`, v);
-          }
-        }
-        this.#xs.write(`${home}/${CLONE_ID_KEY}`, String(clone));
-        this.#xs.write(`${home}/${REPLY_KEY}`, formatReply(seq, 0, clone));
-        const vm = this.#adopt(id, r.domid, true);
-        vm.lastSeq = seq;
-        if (this.#cancelled.delete(id)) {
-          await this.#finish(vm, "killed", "killed before it ran");
+    let image: RestoreImage | undefined;
+    try {
+      for (const { clone, vm: id } of clones) {
+        if (this.#cancelled.delete(id) || this.#closed) {
+          this.#event({ kind: "state", vm: id, state: "killed", reason: "killed before it ran" });
           continue;
         }
-        await xl(["unpause", id], 60_000);
-        this.figures.cloneReadyMs = performance.now() - t0;
-        log.info("xen clone running", {
-          cluster,
-          clone,
-          vm: id,
-          domid: r.domid,
-          restoreMs: Math.round(r.ms),
-          readyMs: Math.round(performance.now() - t0),
+        await this.#restoreClone(cluster, d, { clone, id }, {
+          image: async (identity) =>
+            image ??= await RestoreImage.write(
+              d,
+              (pfn) => fetched.pages.get(pfn)!,
+              identity,
+              this.#o.workDir,
+            ),
+          seq,
+          t0,
+          stats: { ...fetched, zero, untouched },
         });
-        this.#event({ kind: "state", vm: id, state: "running" });
-        const stats: CloneMemoryStats = {
-          mode: "eager",
-          faults: 0,
-          pagesFetched: fetched.count,
-          pagesAvoided: { zero, untouched, hinted: 0, free: 0 },
-          pagesUnrequested: 0,
-          bytesReceived: fetched.stats.bytesReceived,
-          multicastBytes: fetched.stats.multicastBytes,
-          unicastBytes: fetched.stats.bytesReceived - fetched.stats.multicastBytes,
-          retransmits: fetched.stats.retransmits,
-          faultP50Us: 0,
-          faultP99Us: 0,
-          stalledMs: fetched.ms,
-        };
-        this.#event({ kind: "memory", vm: id, stats });
-      } catch (e) {
-        log.warn("xen clone failed", { cluster, clone, error: e });
-        this.#event({ kind: "state", vm: id, state: "failed", reason: (e as Error).message });
       }
+    } finally {
+      await image?.remove();
     }
+  }
+
+  /** Restores one clone from the fork's image, gives it its identity, and runs it. */
+  async #restoreClone(
+    cluster: string,
+    d: XenDescriptor,
+    { clone, id }: { clone: number; id: string },
+    o: {
+      image: (first: CloneIdentity) => Promise<RestoreImage>;
+      seq: string;
+      t0: number;
+      stats: FetchedPages & { zero: number; untouched: number };
+    },
+  ): Promise<void> {
+    const log = this.#o.logger;
+    const fetched = o.stats;
+    try {
+      const identity = cloneIdentity(d, id, clone);
+      const r = await (await o.image(identity)).restore(identity);
+      const home = `/local/domain/${r.domid}`;
+      for (const [k, v] of d.xen.xenstore) {
+        if (k.startsWith("data/") && !k.startsWith("data/snowflock/")) {
+          this.#xs.write(`${home}/${k}`, v);
+        }
+      }
+      this.#xs.write(`${home}/${CLONE_ID_KEY}`, String(clone));
+      this.#xs.write(`${home}/${REPLY_KEY}`, formatReply(o.seq, 0, clone));
+      const vm = this.#adopt(id, r.domid, true);
+      vm.lastSeq = o.seq;
+      if (this.#cancelled.delete(id)) {
+        await this.#finish(vm, "killed", "killed before it ran");
+        return;
+      }
+      await xl(["unpause", id], 60_000);
+      this.figures.cloneReadyMs = performance.now() - o.t0;
+      log.info("xen clone running", {
+        cluster,
+        clone,
+        vm: id,
+        domid: r.domid,
+        restoreMs: Math.round(r.ms),
+        readyMs: Math.round(performance.now() - o.t0),
+      });
+      this.#event({ kind: "state", vm: id, state: "running" });
+      const stats: CloneMemoryStats = {
+        mode: "eager",
+        faults: 0,
+        pagesFetched: fetched.count,
+        pagesAvoided: { zero: fetched.zero, untouched: fetched.untouched, hinted: 0, free: 0 },
+        pagesUnrequested: 0,
+        bytesReceived: fetched.stats.bytesReceived,
+        multicastBytes: fetched.stats.multicastBytes,
+        unicastBytes: fetched.stats.bytesReceived - fetched.stats.multicastBytes,
+        retransmits: fetched.stats.retransmits,
+        faultP50Us: 0,
+        faultP99Us: 0,
+        stalledMs: fetched.ms,
+      };
+      this.#event({ kind: "memory", vm: id, stats });
+    } catch (e) {
+      log.warn("xen clone failed", { cluster, clone, error: e });
+      this.#event({ kind: "state", vm: id, state: "failed", reason: (e as Error).message });
+    }
+  }
+
+  /** Stops serving a fork and drops its captured pages (its clones are gone). */
+  #releaseFork(forkId: Uint8Array): void {
+    this.#server.removeFork(forkId);
+    this.#captured.delete(toHex(forkId));
+  }
+
+  /** A fork captured on this host: its clones here read the parent's pages in place. */
+  #localPages(d: XenDescriptor): FetchedPages | undefined {
+    const pages = this.#captured.get(toHex(d.forkId));
+    if (pages === undefined) return undefined;
+    return { pages, count: 0, local: true, ms: 0, stats: emptyStats() };
   }
 
   /** Every PRESENT page of the fork, through the transport seam, before any clone runs. */
@@ -565,7 +633,13 @@ export class XenAgentVms {
       if (wanted.length === 0) done.resolve();
       client.request(wanted);
       await Promise.race([done.promise, client.failed.then((e) => Promise.reject(e))]);
-      return { pages, count: wanted.length, ms: performance.now() - t0, stats: client.stats() };
+      return {
+        pages,
+        count: wanted.length,
+        local: false,
+        ms: performance.now() - t0,
+        stats: client.stats(),
+      };
     } finally {
       await client.close();
     }

@@ -3,19 +3,24 @@
  *
  * Stock Xen 4.17 as Debian builds it has no log-dirty for PV (no SHADOW_PAGING)
  * and no MEM_SHARING, so nothing can protect a running parent's pages
- * copy-on-write: the parent stays suspended exactly while its memory is copied
- * into this agent (the fork's snapshot), then runs on. The suspend, the PV
- * page-table normalization (mfn → pfn) and the resume are libxl's/libxc's
- * (`xl save -c` into dom0 RAM); this module keeps the
- * stream's non-page records for the descriptor and the pages for the memory
- * server, and marks zero pages so they are never sent.
+ * copy-on-write: the parent stays paused exactly while its memory is copied into
+ * this agent (the fork's snapshot), then runs on. The cooperative suspend, the PV
+ * page-table normalization (mfn → pfn) and the cancelled-suspend resume are
+ * libxl's/libxc's: `xl save -p` writes the save stream into dom0 RAM and leaves the
+ * guest resumed but paused, its memory exactly as at the suspend. This module keeps
+ * the stream's non-page records for the descriptor and its normalized page tables,
+ * copies every other page straight from the paused guest through foreign mappings
+ * (libxenforeignmemory, pfn → mfn from the guest's own p2m), unpauses the guest, and
+ * marks zero pages so they are never sent.
  *
  * @module
  */
 import { PAGE_PRESENT, PAGE_UNTOUCHED, PAGE_ZERO } from "../../descriptor/page_map.ts";
 import type { XenBody } from "../../descriptor/xen_body.ts";
+import type { ForeignMemory } from "../../../native/xen/foreignmemory.ts";
 import {
   drainAsync,
+  p2mOf,
   PFTYPE,
   readImageFile,
   type SplitImage,
@@ -29,41 +34,130 @@ export interface CapturedGuest {
   /** One PageMark per pfn: PRESENT (sent), ZERO (all-zero: installed locally), UNTOUCHED (no frame). */
   pageMap: Uint8Array;
   body: XenBody;
-  /** The guest was suspended for at most this long (the whole `xl save -c`). */
+  /** The guest was paused for at most this long (`xl save -p` and the copy). */
   pauseMs: number;
-  /** Where the capture's time went: reading the staged image back, splitting and scanning it. */
-  phases?: { saveMs: number; readMs: number; describeMs: number };
-  counts: { present: number; zero: number; absent: number };
+  /** Where the capture's time went. */
+  phases?: { saveMs: number; readMs: number; copyMs: number; describeMs: number };
+  counts: {
+    present: number;
+    zero: number;
+    absent: number;
+    /** Pages read from the paused guest through foreign mappings (the rest: page tables). */
+    foreign: number;
+    /** Of those, pages whose contents differ from the save stream's copy (should be 0). */
+    foreignMismatches: number;
+  };
 }
+
+/** What capture needs of the hypervisor: the domain's id, a mapper, and unpause. */
+export interface CaptureXen {
+  domid: number;
+  foreign: Pick<ForeignMemory, "readFrames">;
+  unpause(domid: number): void;
+}
+
+/** Frames mapped per foreignmemory call: 4 MiB, few hypercalls, a bounded mapping. */
+const MAP_BATCH = 1024;
 
 /** Suspends `domain`, copies its memory and state, resumes it. */
 export async function captureGuest(
   domain: string,
+  xen: CaptureXen,
   o: { tmpDir: string; xenstore: [string, string][]; vcpus?: number },
 ): Promise<CapturedGuest> {
-  // xl needs a path: the image is staged in dom0 RAM (tmpfs), read back once the guest runs
-  // again. (A FIFO read by Deno in 64 KiB pipe-sized pieces kept the guest suspended ~15×
-  // longer under emulation.)
+  // xl needs a path: the stream is staged in dom0 RAM (tmpfs). (A FIFO read by Deno in 64 KiB
+  // pipe-sized pieces kept the guest suspended ~15× longer under emulation.)
   const path = `${o.tmpDir}/save-${domain}-${crypto.randomUUID().slice(0, 8)}.img`;
+  const t0 = performance.now();
+  let paused = false;
   try {
-    const t0 = performance.now();
-    await xl(["save", "-c", domain, path], 300_000);
-    const pauseMs = performance.now() - t0;
-    // Read, split and scanned in slices: done in one go this held the agent's event loop
-    // for ~5 s under emulation and ~80 s on a loaded machine, and the master dropped it.
-    const bytes = await readImageFile(path);
+    await xl(["save", "-p", domain, path], 300_000);
+    paused = true;
     const t1 = performance.now();
+    const bytes = await readImageFile(path);
+    await Deno.remove(path).catch(() => {});
+    // Split in slices: done in one go this held the agent's event loop for ~5 s under
+    // emulation and ~80 s on a loaded machine, and the master dropped it.
     const image = await splitImageAsync(bytes);
-    const described = await drainAsync(describeSteps(image, o.xenstore, o.vcpus ?? 1));
     const t2 = performance.now();
+    const stream = image.pages;
+    image.pages = readForeign(image, xen);
+    xen.unpause(xen.domid);
+    paused = false;
+    const t3 = performance.now();
+    const described = await drainAsync(describeSteps(image, o.xenstore, o.vcpus ?? 1));
+    described.counts.foreignMismatches = countMismatches(image.pages, stream, image.types);
+    const t4 = performance.now();
     return {
       ...described,
-      pauseMs,
-      phases: { saveMs: pauseMs, readMs: t1 - t0 - pauseMs, describeMs: t2 - t1 },
+      pauseMs: t3 - t0,
+      phases: { saveMs: t1 - t0, readMs: t2 - t1, copyMs: t3 - t2, describeMs: t4 - t3 },
     };
   } finally {
+    if (paused) xen.unpause(xen.domid);
     await Deno.remove(path).catch(() => {});
   }
+}
+
+/**
+ * Every page the guest will get back: ordinary pages read from the paused guest through
+ * foreign mappings, page tables as the stream carries them (normalized to pfns, which the
+ * restorer needs; the guest's own hold machine frames).
+ */
+export function readForeign(
+  image: SplitImage,
+  xen: Pick<CaptureXen, "domid" | "foreign">,
+): Map<number, Uint8Array> {
+  const p2m = p2mOf(image);
+  const pages = new Map<number, Uint8Array>();
+  const pfns: number[] = [];
+  for (let pfn = 0; pfn < image.pfnCount; pfn++) {
+    const type = image.types[pfn];
+    if (!typeHasData(type)) continue;
+    if (type === PFTYPE.NOTAB) {
+      if (pfn >= p2m.length) throw new RangeError(`Cannot map pfn ${pfn}: beyond the p2m`);
+      pfns.push(pfn);
+    } else {
+      pages.set(pfn, image.pages.get(pfn)!.slice());
+    }
+  }
+  for (let i = 0; i < pfns.length; i += MAP_BATCH) {
+    const batch = pfns.slice(i, i + MAP_BATCH);
+    const bytes = xen.foreign.readFrames(xen.domid, batch.map((pfn) => p2m[pfn]));
+    batch.forEach((pfn, j) => pages.set(pfn, bytes.subarray(j * 4096, (j + 1) * 4096)));
+  }
+  return pages;
+}
+
+/** Ordinary pages whose foreign-mapped contents differ from the stream's: a broken p2m. */
+export function countMismatches(
+  foreign: Map<number, Uint8Array>,
+  stream: Map<number, Uint8Array>,
+  types: Uint8Array,
+): number {
+  let n = 0;
+  for (const [pfn, page] of stream) {
+    if (types[pfn] !== PFTYPE.NOTAB) continue;
+    const mine = foreign.get(pfn);
+    // Zero pages were dropped from `foreign` by describe: the stream's must be zero too.
+    if (mine === undefined ? !isZero(page) : !sameBytes(mine, page)) n++;
+  }
+  return n;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  const aligned = ((a.byteOffset | b.byteOffset) & 3) === 0;
+  const [x, y] = aligned ? [words(a), words(b)] : [a, b];
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** 32-bit words where aligned: per-byte loops over 100 MiB are seconds under TCG. */
+function words(page: Uint8Array): ArrayLike<number> {
+  return page.byteOffset & 3
+    ? page
+    : new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
 }
 
 /** The descriptor body and page map of a split save image. */
@@ -86,7 +180,7 @@ function* describeSteps(
   vcpus: number,
 ): Generator<void, Omit<CapturedGuest, "pauseMs">> {
   const pageMap = new Uint8Array(image.pfnCount);
-  const counts = { present: 0, zero: 0, absent: 0 };
+  const counts = { present: 0, zero: 0, absent: 0, foreign: 0, foreignMismatches: 0 };
   for (let pfn = 0; pfn < image.pfnCount; pfn++) {
     const type = image.types[pfn];
     if (type === PFTYPE.XTAB || !typeHasData(type)) {
@@ -100,6 +194,7 @@ function* describeSteps(
       pageMap[pfn] = PAGE_PRESENT;
       counts.present++;
     }
+    if (type === PFTYPE.NOTAB) counts.foreign++;
     if ((pfn & 1023) === 1023) yield;
   }
   let maxMemoryBytes = BigInt(image.pfnCount) * 4096n;
@@ -126,10 +221,8 @@ function* describeSteps(
 function isZero(page: Uint8Array): boolean {
   // 32-bit words, not BigUint64: BigInt reads allocate and are ~50x slower (fatal under TCG).
   // (Pages are views into the save image, not always 4-byte aligned: then bytes.)
-  const words = page.byteOffset & 3
-    ? page
-    : new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
+  const w = words(page);
   let any = 0;
-  for (let i = 0; i < words.length; i++) any |= words[i];
+  for (let i = 0; i < w.length; i++) any |= w[i];
   return any === 0;
 }

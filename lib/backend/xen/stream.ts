@@ -264,9 +264,12 @@ export function joinImage(p: ImageParts, pagesPerRecord = 512): Uint8Array[] {
   return [...joinSteps(p, pagesPerRecord)];
 }
 
-function* joinSteps(p: ImageParts, pagesPerRecord: number): Generator<Uint8Array> {
-  const out: Uint8Array[] = [];
-  const cfg = new TextEncoder().encode(`${p.config}\0`);
+/**
+ * The xl header of a save image with `config` (the domain config JSON): all that differs
+ * between two clones' images of one fork, so a host writes the image once and patches this.
+ */
+export function xlHeader(config: string): Uint8Array {
+  const cfg = new TextEncoder().encode(`${config}\0`);
   const head = new Uint8Array(XL_HEADER_BYTES + 4 + cfg.length);
   head.set(XL_MAGIC, 0);
   const hv = view(head);
@@ -277,7 +280,46 @@ function* joinSteps(p: ImageParts, pagesPerRecord: number): Generator<Uint8Array
   // xl_saverestore.c add_optdata: u32 length, then the bytes.
   hv.setUint32(48, cfg.length, true);
   head.set(cfg, 52);
-  out.push(head);
+  return head;
+}
+
+/**
+ * The guest's pfn → mfn table as the save stream carries it: X86_PV_P2M_FRAMES names the pfns
+ * of the guest's own p2m frames (u32 start pfn, u32 end pfn, then one u64 pfn per frame), and
+ * those frames travel as ordinary pages still holding machine frame numbers (libxc normalizes
+ * page tables only). 64-bit guests: 512 entries per frame. Entries of pfns the guest has no
+ * frame for are returned as they are (INVALID_P2M_ENTRY): the page types say which pfns to use.
+ */
+export function p2mOf(image: SplitImage): BigUint64Array {
+  const rec = image.records.find((r) => r.stream === 1 && r.type === LIBXC_REC.X86_PV_P2M_FRAMES);
+  if (rec === undefined) throw new XenStreamError("Cannot find the p2m: no X86_PV_P2M_FRAMES");
+  if (rec.body.length < 8 || (rec.body.length - 8) % 8 !== 0) {
+    throw new XenStreamError(`Cannot read X86_PV_P2M_FRAMES: ${rec.body.length} bytes`);
+  }
+  const v = view(rec.body);
+  const start = v.getUint32(0, true);
+  const end = v.getUint32(4, true);
+  const frames = (rec.body.length - 8) / 8;
+  if (start !== 0 || end < start || Math.ceil((end + 1) / 512) > frames) {
+    throw new XenStreamError(
+      `Cannot read X86_PV_P2M_FRAMES: pfns ${start}..${end} in ${frames} frames`,
+    );
+  }
+  const p2m = new BigUint64Array(frames * 512);
+  for (let i = 0; i < frames; i++) {
+    const pfn = Number(v.getBigUint64(8 + i * 8, true) & PFN_MASK);
+    const page = image.pages.get(pfn);
+    if (page === undefined) {
+      throw new XenStreamError(`Cannot read the p2m: its frame pfn ${pfn} is not in the stream`);
+    }
+    const pv = view(page);
+    for (let j = 0; j < 512; j++) p2m[i * 512 + j] = pv.getBigUint64(j * 8, true);
+  }
+  return p2m;
+}
+
+function* joinSteps(p: ImageParts, pagesPerRecord: number): Generator<Uint8Array> {
+  const out: Uint8Array[] = [xlHeader(p.config)];
   const lh = new Uint8Array(16);
   const lv = view(lh);
   lv.setBigUint64(0, LIBXL_IDENT, false);

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { describe } from "./capture.ts";
+import { countMismatches, describe, readForeign } from "./capture.ts";
 import { cloneIdentity, renameConfig } from "./clone.ts";
 import {
   joinImage,
   joinImageChunks,
+  p2mOf,
   PFTYPE,
   readImageFile,
   splitImage,
@@ -68,7 +69,7 @@ Deno.test("describe(): zero pages are marked, never served; absent frames untouc
     PAGE_UNTOUCHED,
     PAGE_PRESENT,
   ]);
-  assert.deepEqual(c.counts, { present: 4, zero: 1, absent: 1 });
+  assert.deepEqual(c.counts, { present: 4, zero: 1, absent: 1, foreign: 4, foreignMismatches: 0 });
   assert.equal(c.image.pages.has(2), false);
   assert.equal(c.body.maxMemoryBytes, 24n * 1024n);
   const d = {
@@ -152,4 +153,74 @@ Deno.test("the sliced image paths (file read, async split, chunked join) match t
   } finally {
     await Deno.remove(path);
   }
+});
+
+/**
+ * A guest of 6 pfns whose p2m frame is pfn 5 (pfn i lives in machine frame 100 + i), one page
+ * table (pfn 1) and no frame for pfn 4; `memory` is what each machine frame holds.
+ */
+function guestWithP2m(): { image: Uint8Array; memory: Map<bigint, Uint8Array> } {
+  const types = Uint8Array.from([0, 0x4, 0, 0, PFTYPE.XTAB, 0]);
+  const p2m = new Uint8Array(4096);
+  const pv = new DataView(p2m.buffer);
+  for (let pfn = 0; pfn < 512; pfn++) pv.setBigUint64(pfn * 8, BigInt(100 + pfn), true);
+  const page = (pfn: number) => pfn === 5 ? p2m : new Uint8Array(4096).fill(pfn + 1);
+  const frames = new Uint8Array(16);
+  const fv = new DataView(frames.buffer);
+  fv.setUint32(4, 5, true); // pfns 0..5
+  fv.setBigUint64(8, 5n, true); // held in pfn 5
+  const memory = new Map<bigint, Uint8Array>();
+  for (let pfn = 0; pfn < 6; pfn++) memory.set(BigInt(100 + pfn), page(pfn).slice());
+  const image = concat(joinImage({
+    config: "{}",
+    libxcVersion: 3,
+    xenMajor: 4,
+    xenMinor: 17,
+    records: [{ stream: 1, type: 3, body: frames }],
+    types,
+    page,
+  }, 4));
+  return { image, memory };
+}
+
+/** A stand-in for libxenforeignmemory over `memory` that records what was mapped. */
+function fakeForeign(memory: Map<bigint, Uint8Array>, mapped: bigint[]) {
+  return {
+    domid: 7,
+    foreign: {
+      readFrames(domid: number, frames: readonly bigint[]): Uint8Array {
+        assert.equal(domid, 7);
+        mapped.push(...frames);
+        const out = new Uint8Array(frames.length * 4096);
+        frames.forEach((mfn, i) => out.set(memory.get(mfn)!, i * 4096));
+        return out;
+      },
+    },
+  };
+}
+
+Deno.test("p2mOf() reads pfn → mfn from the guest's own p2m frames in the stream", () => {
+  const s = splitImage(guestWithP2m().image);
+  const p2m = p2mOf(s);
+  assert.equal(p2m.length, 512);
+  assert.deepEqual([...p2m.subarray(0, 6)], [100n, 101n, 102n, 103n, 104n, 105n]);
+  s.records = [];
+  assert.throws(() => p2mOf(s), /no X86_PV_P2M_FRAMES/);
+});
+
+Deno.test("readForeign(): ordinary pages come from the guest's frames, page tables from the stream", () => {
+  const { image, memory } = guestWithP2m();
+  const s = splitImage(image);
+  const mapped: bigint[] = [];
+  // The guest's own page table holds machine frames; the stream's is normalized: they differ.
+  memory.set(101n, new Uint8Array(4096).fill(0xee));
+  const pages = readForeign(s, fakeForeign(memory, mapped));
+  assert.deepEqual(mapped, [100n, 102n, 103n, 105n]);
+  assert.deepEqual([...pages.keys()].sort(), [0, 1, 2, 3, 5]);
+  assert.equal(pages.get(1)![0], 2); // the stream's page table, not 0xee
+  assert.equal(countMismatches(pages, s.pages, s.types), 0);
+  // A frame that changed under us (a misread p2m) is counted.
+  memory.get(103n)![7] ^= 1;
+  const again = readForeign(s, fakeForeign(memory, []));
+  assert.equal(countMismatches(again, s.pages, s.types), 1);
 });

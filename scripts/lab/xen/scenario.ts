@@ -196,7 +196,8 @@ const result = {
   ok: joined === "0" && clones.size === 4 &&
     members.every((m) => m.state === "exited") &&
     hostsUsed.size === 2 && malformed === "-22" && hostDeath.join_rc === 1 &&
-    hostDeath.clone_on_dead_host === "failed",
+    hostDeath.clone_on_dead_host === "failed" && figures.pagesForeign > 0 &&
+    figures.foreignMismatches === 0,
   hosts: hostsUsed.size,
   clones: clones.size,
   clone_ids: [...clones.keys()].sort(),
@@ -210,6 +211,10 @@ const result = {
   clone_ready_ms: Math.round(c?.timeline.readyMs ?? -1),
   pages_sent: [...perHost.values()].reduce((a, b) => a + b, 0),
   pages_avoided: (avoided.zero ?? 0) + (avoided.untouched ?? 0),
+  // Read from the paused parent through foreign mappings, and how many of them differed from
+  // libxc's own copy in the save stream (must be none).
+  pages_foreign: figures.pagesForeign,
+  foreign_mismatches: figures.foreignMismatches,
   xl_pause_ms: Math.round(xlPauseMs),
   xl_clone_ready_ms: Math.round(xlCloneReadyMs),
   malformed_request_rc: malformed === "" ? null : Number(malformed),
