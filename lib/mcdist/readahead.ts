@@ -59,10 +59,16 @@ export class StridePredictor {
       this.#step = 0;
       return [];
     }
-    if (step === this.#step) return []; // inside the scan already read ahead
+    const edge = step > 0 ? Math.max(...this.#recent) : Math.min(...this.#recent);
+    if (step === this.#step) {
+      // Inside the scan already read ahead, unless the clones got well past its end (pages
+      // reached them by other routes, so no fault fell just past the window): then the read-ahead
+      // would never resume. Read ahead again from where they are.
+      if ((edge - this.#ahead) / step <= SLACK_STRIDES) return [];
+      return this.#predictFrom(edge);
+    }
     this.#step = step;
     this.#window = this.options.initialWindow;
-    const edge = step > 0 ? Math.max(...this.#recent) : Math.min(...this.#recent);
     return this.#predictFrom(edge);
   }
 

@@ -43,3 +43,12 @@ Deno.test("predictions stay inside the fork", () => {
   const q = new StridePredictor(20, options);
   assert.deepEqual(run(q, [4, 3, 2, 1]).at(-1), [0]);
 });
+
+Deno.test("a scan whose clones got far past the window (pages came by other routes) resumes", () => {
+  const p = new StridePredictor(1000, options);
+  run(p, [0, 1, 2, 3]); // pushed 4..7
+  // The clones' next faults lie well beyond the window: a sibling's requests brought 8..39.
+  const got = run(p, [40, 41, 42, 43]);
+  assert.deepEqual(got.at(-1), [44, 45, 46, 47]);
+  assert.deepEqual(run(p, [44, 45]), [[], []], "inside the new window: nothing more");
+});
