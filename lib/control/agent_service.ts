@@ -20,7 +20,7 @@ import { XenAgentVms } from "../backend/xen/agent.ts";
 import type { MasterCall } from "./messages.ts";
 
 /** What runs an agent's VMs: the wasm engine or Xen domains. */
-interface BackendVms {
+export interface BackendVms {
   handle(call: MasterCall): Promise<unknown>;
   close(): Promise<void>;
 }
@@ -55,6 +55,7 @@ export interface AgentService {
   agent: Agent;
   data: DataServer;
   dataAddress: string;
+  vms: BackendVms;
   close(): Promise<void>;
 }
 
@@ -100,6 +101,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
       token: o.token,
       advertiseHost: advertised,
       workDir,
+      ...(multicast ? { multicast } : {}),
       logger: o.logger,
     })
     : new AgentVms({
@@ -118,6 +120,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     agent,
     data,
     dataAddress,
+    vms,
     close: async () => {
       await vms.close();
       for (const release of releasePools) release();

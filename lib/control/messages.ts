@@ -91,6 +91,7 @@ export const ForkDispatchParams = z.object({
   /** The parent host's mcdist server, for clones on other hosts; absent: unicast only. */
   mcdist: address.optional(),
 }).strict();
+export type ForkDispatchParams = z.infer<typeof ForkDispatchParams>;
 export const ClusterIdParams = z.object({ cluster: clusterId }).strict();
 
 /** A VM's life as its agent reports it. */

@@ -20,11 +20,12 @@ import type { XenBody } from "../../descriptor/xen_body.ts";
 import type { ForeignMemory } from "../../../native/xen/foreignmemory.ts";
 import {
   drainAsync,
-  p2mOf,
+  outlineSaveFile,
   PFTYPE,
   readImageFile,
   type SplitImage,
   splitImageAsync,
+  type StreamOutline,
   typeHasData,
 } from "./stream.ts";
 import { xl } from "./xl.ts";
@@ -36,8 +37,8 @@ export interface CapturedGuest {
   body: XenBody;
   /** The guest was paused for at most this long (`xl save -p` and the copy). */
   pauseMs: number;
-  /** Where the capture's time went. */
-  phases?: { saveMs: number; readMs: number; copyMs: number; describeMs: number };
+  /** Where the capture's time went (save and copy: paused; read and describe: running). */
+  phases?: { saveMs: number; copyMs: number; readMs: number; describeMs: number };
   counts: {
     present: number;
     zero: number;
@@ -74,24 +75,26 @@ export async function captureGuest(
     await xl(["save", "-p", domain, path], 300_000);
     paused = true;
     const t1 = performance.now();
+    // While the guest waits: only the stream's outline (types, p2m), then its memory.
+    const foreign = readForeign(await outlineSaveFile(path), xen);
+    xen.unpause(xen.domid);
+    paused = false;
+    const t2 = performance.now();
     const bytes = await readImageFile(path);
     await Deno.remove(path).catch(() => {});
     // Split in slices: done in one go this held the agent's event loop for ~5 s under
     // emulation and ~80 s on a loaded machine, and the master dropped it.
     const image = await splitImageAsync(bytes);
-    const t2 = performance.now();
     const stream = image.pages;
-    image.pages = readForeign(image, xen);
-    xen.unpause(xen.domid);
-    paused = false;
+    image.pages = withPageTables(foreign, image);
     const t3 = performance.now();
     const described = await drainAsync(describeSteps(image, o.xenstore, o.vcpus ?? 1));
     described.counts.foreignMismatches = countMismatches(image.pages, stream, image.types);
     const t4 = performance.now();
     return {
       ...described,
-      pauseMs: t3 - t0,
-      phases: { saveMs: t1 - t0, readMs: t2 - t1, copyMs: t3 - t2, describeMs: t4 - t3 },
+      pauseMs: t2 - t0,
+      phases: { saveMs: t1 - t0, copyMs: t2 - t1, readMs: t3 - t2, describeMs: t4 - t3 },
     };
   } finally {
     if (paused) xen.unpause(xen.domid);
@@ -99,34 +102,38 @@ export async function captureGuest(
   }
 }
 
-/**
- * Every page the guest will get back: ordinary pages read from the paused guest through
- * foreign mappings, page tables as the stream carries them (normalized to pfns, which the
- * restorer needs; the guest's own hold machine frames).
- */
+/** The guest's ordinary pages, read from the paused guest through foreign mappings. */
 export function readForeign(
-  image: SplitImage,
+  outline: StreamOutline,
   xen: Pick<CaptureXen, "domid" | "foreign">,
 ): Map<number, Uint8Array> {
-  const p2m = p2mOf(image);
-  const pages = new Map<number, Uint8Array>();
   const pfns: number[] = [];
-  for (let pfn = 0; pfn < image.pfnCount; pfn++) {
-    const type = image.types[pfn];
-    if (!typeHasData(type)) continue;
-    if (type === PFTYPE.NOTAB) {
-      if (pfn >= p2m.length) throw new RangeError(`Cannot map pfn ${pfn}: beyond the p2m`);
-      pfns.push(pfn);
-    } else {
-      pages.set(pfn, image.pages.get(pfn)!.slice());
-    }
-  }
+  outline.types.forEach((type, pfn) => type === PFTYPE.NOTAB && pfns.push(pfn));
+  const pages = new Map<number, Uint8Array>();
   for (let i = 0; i < pfns.length; i += MAP_BATCH) {
     const batch = pfns.slice(i, i + MAP_BATCH);
-    const bytes = xen.foreign.readFrames(xen.domid, batch.map((pfn) => p2m[pfn]));
+    const frames = batch.map((pfn) => {
+      if (pfn >= outline.p2m.length) throw new RangeError(`Cannot map pfn ${pfn}: beyond the p2m`);
+      return outline.p2m[pfn];
+    });
+    const bytes = xen.foreign.readFrames(xen.domid, frames);
     batch.forEach((pfn, j) => pages.set(pfn, bytes.subarray(j * 4096, (j + 1) * 4096)));
   }
   return pages;
+}
+
+/**
+ * Every page the clones get: `foreign`, plus the page tables as the stream carries them
+ * (normalized to pfns, which the restorer needs; the guest's own hold machine frames).
+ */
+export function withPageTables(
+  foreign: Map<number, Uint8Array>,
+  image: SplitImage,
+): Map<number, Uint8Array> {
+  for (const [pfn, page] of image.pages) {
+    if (image.types[pfn] !== PFTYPE.NOTAB) foreign.set(pfn, page.slice());
+  }
+  return foreign;
 }
 
 /** Ordinary pages whose foreign-mapped contents differ from the stream's: a broken p2m. */

@@ -293,29 +293,121 @@ export function xlHeader(config: string): Uint8Array {
 export function p2mOf(image: SplitImage): BigUint64Array {
   const rec = image.records.find((r) => r.stream === 1 && r.type === LIBXC_REC.X86_PV_P2M_FRAMES);
   if (rec === undefined) throw new XenStreamError("Cannot find the p2m: no X86_PV_P2M_FRAMES");
-  if (rec.body.length < 8 || (rec.body.length - 8) % 8 !== 0) {
-    throw new XenStreamError(`Cannot read X86_PV_P2M_FRAMES: ${rec.body.length} bytes`);
+  return p2mFrom(rec.body, (pfn) => image.pages.get(pfn));
+}
+
+/** The pfns of the p2m frames an X86_PV_P2M_FRAMES body names, in order. */
+export function p2mFramePfns(body: Uint8Array): number[] {
+  if (body.length < 8 || (body.length - 8) % 8 !== 0) {
+    throw new XenStreamError(`Cannot read X86_PV_P2M_FRAMES: ${body.length} bytes`);
   }
-  const v = view(rec.body);
+  const v = view(body);
   const start = v.getUint32(0, true);
   const end = v.getUint32(4, true);
-  const frames = (rec.body.length - 8) / 8;
+  const frames = (body.length - 8) / 8;
   if (start !== 0 || end < start || Math.ceil((end + 1) / 512) > frames) {
     throw new XenStreamError(
       `Cannot read X86_PV_P2M_FRAMES: pfns ${start}..${end} in ${frames} frames`,
     );
   }
-  const p2m = new BigUint64Array(frames * 512);
-  for (let i = 0; i < frames; i++) {
-    const pfn = Number(v.getBigUint64(8 + i * 8, true) & PFN_MASK);
-    const page = image.pages.get(pfn);
-    if (page === undefined) {
+  return Array.from(
+    { length: frames },
+    (_, i) => Number(v.getBigUint64(8 + i * 8, true) & PFN_MASK),
+  );
+}
+
+/** The p2m from an X86_PV_P2M_FRAMES body and the contents of the frames it names. */
+export function p2mFrom(
+  body: Uint8Array,
+  page: (pfn: number) => Uint8Array | undefined,
+): BigUint64Array {
+  const pfns = p2mFramePfns(body);
+  const p2m = new BigUint64Array(pfns.length * 512);
+  pfns.forEach((pfn, i) => {
+    const bytes = page(pfn);
+    if (bytes === undefined) {
       throw new XenStreamError(`Cannot read the p2m: its frame pfn ${pfn} is not in the stream`);
     }
-    const pv = view(page);
+    const pv = view(bytes);
     for (let j = 0; j < 512; j++) p2m[i * 512 + j] = pv.getBigUint64(j * 8, true);
-  }
+  });
   return p2m;
+}
+
+/** What a save file says without its pages: each pfn's type, and the guest's p2m. */
+export interface StreamOutline {
+  types: Uint8Array;
+  p2m: BigUint64Array;
+}
+
+/**
+ * Reads a save file's outline by seeking past page data: the record headers, PAGE_DATA's pfn
+ * lists and the p2m frames only, a few hundred KiB of a 128 MiB image (what a paused guest
+ * waits for). The file is checked whole later by splitImage.
+ */
+export async function outlineSaveFile(path: string): Promise<StreamOutline> {
+  const f = await Deno.open(path, { read: true });
+  try {
+    const read = async (at: number, n: number, what: string): Promise<Uint8Array> => {
+      const b = new Uint8Array(n);
+      await f.seek(at, Deno.SeekMode.Start);
+      let got = 0;
+      while (got < n) {
+        const k = await f.read(b.subarray(got));
+        if (k === null) throw new XenStreamError(`Cannot read save image: truncated at ${what}`);
+        got += k;
+      }
+      return b;
+    };
+    const xlHead = await read(0, XL_HEADER_BYTES, "xl header");
+    if (!XL_MAGIC.every((b, i) => xlHead[i] === b)) {
+      throw new XenStreamError("Cannot read save image: not an xl save file");
+    }
+    // xl header + config, libxl header, the LIBXC_CONTEXT record header, libxc image + domain headers.
+    let at = XL_HEADER_BYTES + view(xlHead).getUint32(44, true) + 16 + 8 + 24 + 16;
+    let types = new Uint8Array(0);
+    let pfnCount = 0;
+    let framePfns = new Set<number>();
+    let framesBody: Uint8Array | undefined;
+    const frames = new Map<number, Uint8Array>();
+    for (;;) {
+      const head = view(await read(at, 8, "libxc record"));
+      const type = head.getUint32(0, true);
+      const length = head.getUint32(4, true);
+      const body = at + 8;
+      at = body + ((length + 7) & ~7);
+      if (type === LIBXC_REC.END) break;
+      if (type === LIBXC_REC.X86_PV_P2M_FRAMES) {
+        framesBody = await read(body, length, "X86_PV_P2M_FRAMES");
+        framePfns = new Set(p2mFramePfns(framesBody));
+      }
+      if (type !== LIBXC_REC.PAGE_DATA) continue;
+      const count = view(await read(body, 8, "PAGE_DATA")).getUint32(0, true);
+      const list = view(await read(body + 8, count * 8, "PAGE_DATA pfns"));
+      let data = body + 8 + count * 8;
+      for (let i = 0; i < count; i++) {
+        const word = list.getBigUint64(i * 8, true);
+        const pfn = Number(word & PFN_MASK);
+        const pfnType = Number(word >> 60n);
+        pfnCount = Math.max(pfnCount, pfn + 1);
+        if (pfn >= types.length) {
+          const grown = new Uint8Array(Math.max(pfn + 1, types.length * 2)).fill(PFTYPE.XTAB);
+          grown.set(types);
+          types = grown;
+        }
+        types[pfn] = pfnType;
+        if (!typeHasData(pfnType)) continue;
+        if (framePfns.has(pfn)) frames.set(pfn, await read(data, PAGE, `p2m frame ${pfn}`));
+        data += PAGE;
+      }
+    }
+    if (framesBody === undefined) {
+      throw new XenStreamError("Cannot find the p2m: no X86_PV_P2M_FRAMES");
+    }
+    return { types: types.slice(0, pfnCount), p2m: p2mFrom(framesBody, (pfn) => frames.get(pfn)) };
+  } finally {
+    f.close();
+  }
 }
 
 function* joinSteps(p: ImageParts, pagesPerRecord: number): Generator<Uint8Array> {

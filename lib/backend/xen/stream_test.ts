@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { countMismatches, describe, readForeign } from "./capture.ts";
+import { countMismatches, describe, readForeign, withPageTables } from "./capture.ts";
 import { cloneIdentity, renameConfig } from "./clone.ts";
 import {
   joinImage,
   joinImageChunks,
+  outlineSaveFile,
   p2mOf,
   PFTYPE,
   readImageFile,
@@ -208,19 +209,36 @@ Deno.test("p2mOf() reads pfn → mfn from the guest's own p2m frames in the stre
   assert.throws(() => p2mOf(s), /no X86_PV_P2M_FRAMES/);
 });
 
+Deno.test("outlineSaveFile() finds the types and p2m splitImage() does, reading only those", async () => {
+  const { image } = guestWithP2m();
+  const path = await Deno.makeTempFile({ suffix: ".img" });
+  try {
+    await Deno.writeFile(path, image);
+    const outline = await outlineSaveFile(path);
+    const s = splitImage(image);
+    assert.deepEqual(outline.types, s.types);
+    assert.deepEqual(outline.p2m, p2mOf(s));
+    await Deno.writeFile(path, image.subarray(0, image.length - 100));
+    await assert.rejects(() => outlineSaveFile(path), XenStreamError);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
 Deno.test("readForeign(): ordinary pages come from the guest's frames, page tables from the stream", () => {
   const { image, memory } = guestWithP2m();
   const s = splitImage(image);
+  const outline = { types: s.types, p2m: p2mOf(s) };
   const mapped: bigint[] = [];
   // The guest's own page table holds machine frames; the stream's is normalized: they differ.
   memory.set(101n, new Uint8Array(4096).fill(0xee));
-  const pages = readForeign(s, fakeForeign(memory, mapped));
+  const pages = withPageTables(readForeign(outline, fakeForeign(memory, mapped)), s);
   assert.deepEqual(mapped, [100n, 102n, 103n, 105n]);
   assert.deepEqual([...pages.keys()].sort(), [0, 1, 2, 3, 5]);
   assert.equal(pages.get(1)![0], 2); // the stream's page table, not 0xee
   assert.equal(countMismatches(pages, s.pages, s.types), 0);
   // A frame that changed under us (a misread p2m) is counted.
   memory.get(103n)![7] ^= 1;
-  const again = readForeign(s, fakeForeign(memory, []));
+  const again = readForeign(outline, fakeForeign(memory, []));
   assert.equal(countMismatches(again, s.pages, s.types), 1);
 });

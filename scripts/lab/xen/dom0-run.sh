@@ -15,6 +15,8 @@ export SF_VERBOSE=1
 (while true; do
   echo "$(date -u +%H:%M:%S) up=$(up) $(grep -E '^(MemFree|MemAvailable|Cached|Shmem):' /proc/meminfo | tr -s ' ' | tr '\n' ' ') load=$(cut -d' ' -f1-3 /proc/loadavg)"
   dmesg | grep -iE 'oom|killed process' | tail -2
+  # The agent's log as it grows, so a stuck lab can be read from outside before it times out.
+  cp /tmp/agent.log "/lab/run/agent-host$sf_host.live.log" 2>/dev/null
   sleep 5
 done >/tmp/mon.log 2>&1) &
 if [ "$sf_host" = 1 ]; then

@@ -11,6 +11,7 @@
  */
 import { encodeManifest, xlConfig } from "../../../lib/backend/xen/manifest.ts";
 import { xl } from "../../../lib/backend/xen/xl.ts";
+import type { ClusterView } from "../../../lib/control/messages.ts";
 
 const [master, token] = Deno.args;
 const H = { authorization: `Bearer ${token}` };
@@ -127,17 +128,7 @@ outer: while (Date.now() < deadline) {
   }
 }
 await reader.cancel().catch(() => {});
-const clusters = await api("GET", "/v1/clusters") as {
-  parentVm: string;
-  ticket: string;
-  timeline: { pauseMs?: number; descriptorBytes?: number; readyMs?: number };
-  members: {
-    clone: number;
-    host: string;
-    state: string;
-    memory?: { pagesFetched: number; pagesAvoided: Record<string, number> };
-  }[];
-}[];
+const clusters = await api("GET", "/v1/clusters") as ClusterView[];
 const c = clusters.find((x) => x.parentVm === vm.id && x.ticket === ticket1);
 const c2 = clusters.find((x) => x.parentVm === vm.id && x.ticket === ticket2);
 log(`joined rc=${joined}; cluster ${JSON.stringify(c)}`);
@@ -190,7 +181,7 @@ const perHost = new Map<string, number>();
 for (const m of members) {
   if (m.memory) perHost.set(m.host, m.memory.pagesFetched);
 }
-const avoided = members.find((m) => m.memory)?.memory?.pagesAvoided ?? {};
+const avoided = members.find((m) => m.memory)?.memory?.pagesAvoided;
 const hostsUsed = new Set(members.map((m) => m.host));
 const result = {
   ok: joined === "0" && clones.size === 4 &&
@@ -210,10 +201,12 @@ const result = {
   parent_pause_ms: Math.round(c?.timeline.pauseMs ?? figures.pauseMs),
   clone_ready_ms: Math.round(c?.timeline.readyMs ?? -1),
   pages_sent: [...perHost.values()].reduce((a, b) => a + b, 0),
-  pages_avoided: (avoided.zero ?? 0) + (avoided.untouched ?? 0),
+  pages_avoided: (avoided?.zero ?? 0) + (avoided?.untouched ?? 0),
   // Read from the paused parent through foreign mappings, and how many of them differed from
   // libxc's own copy in the save stream (must be none).
   pages_foreign: figures.pagesForeign,
+  // Of the bytes the clones received, those that came by multicast (mcdist).
+  multicast_bytes: members.reduce((n, m) => n + (m.memory?.multicastBytes ?? 0), 0),
   foreign_mismatches: figures.foreignMismatches,
   xl_pause_ms: Math.round(xlPauseMs),
   xl_clone_ready_ms: Math.round(xlCloneReadyMs),
