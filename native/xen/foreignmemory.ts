@@ -38,11 +38,11 @@ export class ForeignMemory {
   }
 
   /**
-   * Copies guest frames (PV: machine frames, from the guest's p2m) into a new buffer,
-   * read-only mapping them for the duration of the copy only.
+   * Copies guest frames (PV: machine frames, from the guest's p2m) into `into(i)` (4096 bytes
+   * each), read-only mapping them for the duration of the copy only.
    */
-  readFrames(domid: number, frames: readonly bigint[]): Uint8Array {
-    if (frames.length === 0) return new Uint8Array(0);
+  copyFrames(domid: number, frames: readonly bigint[], into: (i: number) => Uint8Array): void {
+    if (frames.length === 0) return;
     // arr and err are read/written by the call only; they outlive it.
     const arr = new BigUint64Array(frames);
     const err = new Int32Array(frames.length);
@@ -69,9 +69,11 @@ export class ForeignMemory {
       }
       // The mapping is frames.length pages long and stays mapped until the unmap below.
       const view = new Deno.UnsafePointerView(p);
-      const out = new Uint8Array(frames.length * PAGE);
-      view.copyInto(out);
-      return out;
+      for (let i = 0; i < frames.length; i++) {
+        const to = into(i);
+        if (to.length !== PAGE) throw new RangeError(`Cannot copy frame ${i}: ${to.length} bytes`);
+        view.copyInto(to, i * PAGE);
+      }
     } finally {
       checkInt(
         `xenforeignmemory_unmap(dom ${domid})`,

@@ -109,6 +109,12 @@ export class XenAgentVms {
   #xc = new XenCtrl();
   #foreign = new ForeignMemory();
   #server: MemoryServer;
+  /**
+   * Capture stores by parent vm, made when the parent asks for a ticket: its fork's copy then
+   * lands in memory already in place (first touches of fresh memory cost seconds per 128 MiB
+   * under emulation, inside the parent's pause).
+   */
+  #stores = new Map<string, Uint8Array>();
   /** Pages of the forks captured here, by fork id: clones on this host read them in place. */
   #captured = new Map<string, Map<number, Uint8Array>>();
   #timer: ReturnType<typeof setInterval>;
@@ -211,6 +217,7 @@ export class XenAgentVms {
   async #finish(vm: Vm, state: "exited" | "failed" | "killed", reason?: string): Promise<void> {
     if (vm.done) return;
     vm.done = true;
+    this.#stores.delete(vm.id);
     await this.#drainConsole(vm);
     try {
       this.#watchXs.unwatch(`/local/domain/${vm.domid}/${REQUEST_KEY}`, vm.id);
@@ -321,6 +328,7 @@ export class XenAgentVms {
         }) as TicketView;
         if (t.granted === 0) return [SF.ENOSLOTS, undefined];
         vm.tickets.set(t.id, { granted: t.granted });
+        setTimeout(() => this.#makeStore(vm), 0); // after the answer: the guest need not wait
         return [0, `${t.id} ${t.granted}`];
       }
       case "clone":
@@ -371,7 +379,7 @@ export class XenAgentVms {
     const cap = await captureGuest(
       vm.id,
       { domid: vm.domid, foreign: this.#foreign, unpause: (d) => this.#xc.unpause(d) },
-      { tmpDir: this.#o.workDir, xenstore },
+      { tmpDir: this.#o.workDir, xenstore, ...this.#takeStore(vm) },
     );
     if (cap.counts.foreignMismatches > 0) {
       // The p2m was misread: clones would run on the wrong memory.
@@ -623,6 +631,26 @@ export class XenAgentVms {
       log.warn("xen clone failed", { cluster, clone, error: e });
       this.#event({ kind: "state", vm: id, state: "failed", reason: (e as Error).message });
     }
+  }
+
+  /** A capture store for `vm`'s next fork, its pages touched so they are in memory. */
+  #makeStore(vm: Vm): void {
+    if (this.#stores.has(vm.id) || vm.done) return;
+    try {
+      const bytes = Number(this.#xc.maximumGpfn(vm.domid) + 1n) * 4096;
+      const store = new Uint8Array(bytes);
+      // One write per page faults it in (the kernel zero-fills it).
+      for (let i = 0; i < bytes; i += 4096) store[i] = 0;
+      this.#stores.set(vm.id, store);
+    } catch (e) {
+      this.#o.logger.debug("xen capture store not made", { vm: vm.id, error: e });
+    }
+  }
+
+  #takeStore(vm: Vm): { store?: Uint8Array } {
+    const store = this.#stores.get(vm.id);
+    this.#stores.delete(vm.id);
+    return store ? { store } : {};
   }
 
   /** Stops serving a fork and drops its captured pages (its clones are gone). */

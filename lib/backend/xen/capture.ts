@@ -53,7 +53,7 @@ export interface CapturedGuest {
 /** What capture needs of the hypervisor: the domain's id, a mapper, and unpause. */
 export interface CaptureXen {
   domid: number;
-  foreign: Pick<ForeignMemory, "readFrames">;
+  foreign: Pick<ForeignMemory, "copyFrames">;
   unpause(domid: number): void;
 }
 
@@ -64,7 +64,13 @@ const MAP_BATCH = 1024;
 export async function captureGuest(
   domain: string,
   xen: CaptureXen,
-  o: { tmpDir: string; xenstore: [string, string][]; vcpus?: number },
+  o: {
+    tmpDir: string;
+    xenstore: [string, string][];
+    vcpus?: number;
+    /** Where the pages go, page p at p × 4096: made ahead so its memory is in place. */
+    store?: Uint8Array;
+  },
 ): Promise<CapturedGuest> {
   // xl needs a path: the stream is staged in dom0 RAM (tmpfs). (A FIFO read by Deno in 64 KiB
   // pipe-sized pieces kept the guest suspended ~15× longer under emulation.)
@@ -76,7 +82,7 @@ export async function captureGuest(
     paused = true;
     const t1 = performance.now();
     // While the guest waits: only the stream's outline (types, p2m), then its memory.
-    const foreign = readForeign(await outlineSaveFile(path), xen);
+    const foreign = readForeign(await outlineSaveFile(path), xen, o.store);
     xen.unpause(xen.domid);
     paused = false;
     const t2 = performance.now();
@@ -102,13 +108,20 @@ export async function captureGuest(
   }
 }
 
-/** The guest's ordinary pages, read from the paused guest through foreign mappings. */
+/**
+ * The guest's ordinary pages, read from the paused guest through foreign mappings into `store`
+ * (page p at p × 4096; a new buffer when it is missing or too small).
+ */
 export function readForeign(
   outline: StreamOutline,
   xen: Pick<CaptureXen, "domid" | "foreign">,
+  store?: Uint8Array,
 ): Map<number, Uint8Array> {
   const pfns: number[] = [];
   outline.types.forEach((type, pfn) => type === PFTYPE.NOTAB && pfns.push(pfn));
+  const into = store !== undefined && store.length >= outline.types.length * 4096
+    ? store
+    : new Uint8Array(outline.types.length * 4096);
   const pages = new Map<number, Uint8Array>();
   for (let i = 0; i < pfns.length; i += MAP_BATCH) {
     const batch = pfns.slice(i, i + MAP_BATCH);
@@ -116,8 +129,11 @@ export function readForeign(
       if (pfn >= outline.p2m.length) throw new RangeError(`Cannot map pfn ${pfn}: beyond the p2m`);
       return outline.p2m[pfn];
     });
-    const bytes = xen.foreign.readFrames(xen.domid, frames);
-    batch.forEach((pfn, j) => pages.set(pfn, bytes.subarray(j * 4096, (j + 1) * 4096)));
+    xen.foreign.copyFrames(xen.domid, frames, (j) => {
+      const page = into.subarray(batch[j] * 4096, (batch[j] + 1) * 4096);
+      pages.set(batch[j], page);
+      return page;
+    });
   }
   return pages;
 }

@@ -189,12 +189,10 @@ function fakeForeign(memory: Map<bigint, Uint8Array>, mapped: bigint[]) {
   return {
     domid: 7,
     foreign: {
-      readFrames(domid: number, frames: readonly bigint[]): Uint8Array {
+      copyFrames(domid: number, frames: readonly bigint[], into: (i: number) => Uint8Array) {
         assert.equal(domid, 7);
         mapped.push(...frames);
-        const out = new Uint8Array(frames.length * 4096);
-        frames.forEach((mfn, i) => out.set(memory.get(mfn)!, i * 4096));
-        return out;
+        frames.forEach((mfn, i) => into(i).set(memory.get(mfn)!));
       },
     },
   };
@@ -241,4 +239,9 @@ Deno.test("readForeign(): ordinary pages come from the guest's frames, page tabl
   memory.get(103n)![7] ^= 1;
   const again = readForeign(outline, fakeForeign(memory, []));
   assert.equal(countMismatches(again, s.pages, s.types), 1);
+  // A store made ahead receives the pages in place, page p at p × 4096.
+  const store = new Uint8Array(6 * 4096);
+  const inStore = readForeign(outline, fakeForeign(memory, []), store);
+  assert.equal(inStore.get(5)!.buffer, store.buffer);
+  assert.equal(store[3 * 4096], 4);
 });
