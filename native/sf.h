@@ -124,10 +124,11 @@ SF_IMPORT(sf_create_clones)
 int32_t sf_create_clones(int32_t checkpoint, int32_t ticket);
 
 /**
- * Tells memory-on-demand that this clone will overwrite [ptr, ptr + len)
- * before reading it, so the parent's pages there need not be fetched (they
- * start as zero pages). Only whole pages inside the range are affected. A
- * no-op in the parent. Returns 0 or a negative error (SF_EINVAL).
+ * Tells memory-on-demand that [ptr, ptr + len) will be overwritten before it
+ * is read, so the parent's pages there need not be fetched (they start as
+ * zero pages). In a clone it applies at once; in the parent it applies to the
+ * clones of its next fork. Only whole pages inside the range are affected.
+ * Returns 0 or a negative error (SF_EINVAL).
  */
 SF_IMPORT(sf_hint_overwrite) int32_t sf_hint_overwrite(void *ptr, uint32_t len);
 

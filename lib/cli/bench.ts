@@ -82,7 +82,7 @@ function heuristicsBench(): Command {
   return new Command("heuristics")
     .description("pages fetched with each avoidance heuristic on and off, per example guest")
     .option("--hosts <n>", "agents", parseCount(1, 16), 2)
-    .option("--example <name...>", "examples to run (default: all)")
+    .option("--example <name...>", "guests to run: examples or avoidance (default: all)")
     .option("--json", "last line: one JSON object")
     .action(async (f: { hosts: number; example?: string[]; json?: boolean }) => {
       report(
