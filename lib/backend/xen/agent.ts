@@ -5,10 +5,11 @@
  *   vm.start     fetch the guest image (a manifest, see manifest.ts), `xl create`
  *   clone.start  answered at once (a restore takes tens of seconds under emulation,
  *                longer than the master waits for a reply); then, in the background and
- *                one fork at a time: fetch the fork's PRESENT pages from the parent host's
- *                memory server (the transport seam: UnicastPageClient), restore each
- *                clone paused, give it its identity in XenStore, unpause, and report
- *                each clone `running` (or `failed`) as a VM event
+ *                one fork at a time: take the fork's PRESENT pages (on the parent's host,
+ *                the capture itself; elsewhere fetched from the parent host's memory
+ *                server through the transport seam, unicast or mcdist), write one
+ *                restore image, restore each clone paused, give it its identity in
+ *                XenStore, unpause, and report each clone `running` (or `failed`)
  *   vm.kill      `xl destroy`;  vm.out  (Xen guests have no /out: empty)
  *
  * Guests call sf_* through XenStore (channel.ts); each call becomes a control-plane
