@@ -7,9 +7,10 @@
 # cached under $SNOWFLOCK_XEN_LAB_DIR (default ~/.cache/snowflock/xen-lab).
 # The same run also sends a malformed guest request (EINVAL, agent keeps serving) and
 # forks once more while host2's agent is killed (sf_join reports that clone failed).
-# Measured on the 2-core TCG machine with cached builds: 149–204 s wall (2026-11-25);
+# Measured on the 2-core TCG machine with cached builds: 232–300 s wall (2026-12-07);
 # the report printed at the end gives the wall seconds. Logs (agents, master, dom0
-# memory, event-loop stalls, WebSocket closes) land in $CACHE/run.
+# memory, event-loop stalls, WebSocket closes) land in $CACHE/run; agents' logs also as
+# they grow (agent-host*.live.log).
 set -euo pipefail
 PROJECT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${SNOWFLOCK_XEN_LAB_DIR:-$HOME/.cache/snowflock/xen-lab}
