@@ -115,7 +115,7 @@ export class XenAgentVms {
    * lands in memory already in place (first touches of fresh memory cost seconds per 128 MiB
    * under emulation, inside the parent's pause).
    */
-  #stores = new Map<string, Uint8Array>();
+  #stores = new Map<string, Uint8Array<SharedArrayBuffer>>();
   /** Pages of the forks captured here, by fork id: clones on this host read them in place. */
   #captured = new Map<string, Map<number, Uint8Array>>();
   #timer: ReturnType<typeof setInterval>;
@@ -405,8 +405,8 @@ export class XenAgentVms {
       xen: cap.body,
     };
     const bytes = encodeDescriptor(d);
-    const pages = cap.image.pages;
-    this.#captured.set(toHex(forkId), pages);
+    const memory = cap.memory;
+    this.#captured.set(toHex(forkId), cap.image.pages);
     this.#server.add({
       forkId,
       key: forkKey,
@@ -416,14 +416,9 @@ export class XenAgentVms {
       clones: plan.members.length,
       release: () => Promise.resolve(),
       reader: {
-        readPages: (first, count) => {
-          const out = new Uint8Array(count * 4096);
-          for (let i = 0; i < count; i++) {
-            const p = pages.get(first + i);
-            if (p) out.set(p, i * 4096);
-          }
-          return out;
-        },
+        readPages: (first, count) => memory.slice(first * 4096, (first + count) * 4096),
+        // Served as it is by the memory server's threads: no second copy of the fork.
+        shared: { source: { kind: "image", bytes: memory.buffer }, read: new SharedArrayBuffer(8) },
       },
     });
     Object.assign(this.figures, {
@@ -639,7 +634,7 @@ export class XenAgentVms {
     if (this.#stores.has(vm.id) || vm.done) return;
     try {
       const bytes = Number(this.#xc.maximumGpfn(vm.domid) + 1n) * 4096;
-      const store = new Uint8Array(bytes);
+      const store = new Uint8Array(new SharedArrayBuffer(bytes));
       // One write per page faults it in (the kernel zero-fills it).
       for (let i = 0; i < bytes; i += 4096) store[i] = 0;
       this.#stores.set(vm.id, store);
@@ -648,7 +643,7 @@ export class XenAgentVms {
     }
   }
 
-  #takeStore(vm: Vm): { store?: Uint8Array } {
+  #takeStore(vm: Vm): { store?: Uint8Array<SharedArrayBuffer> } {
     const store = this.#stores.get(vm.id);
     this.#stores.delete(vm.id);
     return store ? { store } : {};

@@ -32,6 +32,11 @@ import { xl } from "./xl.ts";
 
 export interface CapturedGuest {
   image: SplitImage;
+  /**
+   * Every page the clones get, page p at p × 4096, in shared memory (the memory server's
+   * threads serve it as it is): ordinary pages from the guest, page tables from the stream.
+   */
+  memory: Uint8Array<SharedArrayBuffer>;
   /** One PageMark per pfn: PRESENT (sent), ZERO (all-zero: installed locally), UNTOUCHED (no frame). */
   pageMap: Uint8Array;
   body: XenBody;
@@ -69,7 +74,7 @@ export async function captureGuest(
     xenstore: [string, string][];
     vcpus?: number;
     /** Where the pages go, page p at p × 4096: made ahead so its memory is in place. */
-    store?: Uint8Array;
+    store?: Uint8Array<SharedArrayBuffer>;
   },
 ): Promise<CapturedGuest> {
   // xl needs a path: the stream is staged in dom0 RAM (tmpfs). (A FIFO read by Deno in 64 KiB
@@ -82,23 +87,29 @@ export async function captureGuest(
     paused = true;
     const t1 = performance.now();
     // While the guest waits: only the stream's outline (types, p2m), then its memory.
-    const foreign = readForeign(await outlineSaveFile(path), xen, o.store);
+    const outline = await outlineSaveFile(path);
+    const bytes = outline.types.length * 4096;
+    const memory = o.store !== undefined && o.store.length >= bytes
+      ? o.store.subarray(0, bytes)
+      : new Uint8Array(new SharedArrayBuffer(bytes));
+    const foreign = readForeign(outline, xen, memory);
     xen.unpause(xen.domid);
     paused = false;
     const t2 = performance.now();
-    const bytes = await readImageFile(path);
+    const saved = await readImageFile(path);
     await Deno.remove(path).catch(() => {});
     // Split in slices: done in one go this held the agent's event loop for ~5 s under
     // emulation and ~80 s on a loaded machine, and the master dropped it.
-    const image = await splitImageAsync(bytes);
+    const image = await splitImageAsync(saved);
     const stream = image.pages;
-    image.pages = withPageTables(foreign, image);
+    image.pages = withPageTables(foreign, image, memory);
     const t3 = performance.now();
     const described = await drainAsync(describeSteps(image, o.xenstore, o.vcpus ?? 1));
     described.counts.foreignMismatches = countMismatches(image.pages, stream, image.types);
     const t4 = performance.now();
     return {
       ...described,
+      memory,
       pauseMs: t2 - t0,
       phases: { saveMs: t1 - t0, copyMs: t2 - t1, readMs: t3 - t2, describeMs: t4 - t3 },
     };
@@ -109,19 +120,19 @@ export async function captureGuest(
 }
 
 /**
- * The guest's ordinary pages, read from the paused guest through foreign mappings into `store`
- * (page p at p × 4096; a new buffer when it is missing or too small).
+ * The guest's ordinary pages, read from the paused guest through foreign mappings into `into`
+ * (page p at p × 4096), and a view of each.
  */
 export function readForeign(
   outline: StreamOutline,
   xen: Pick<CaptureXen, "domid" | "foreign">,
-  store?: Uint8Array,
+  into: Uint8Array,
 ): Map<number, Uint8Array> {
+  if (into.length < outline.types.length * 4096) {
+    throw new RangeError(`Cannot copy ${outline.types.length} pages into ${into.length} bytes`);
+  }
   const pfns: number[] = [];
   outline.types.forEach((type, pfn) => type === PFTYPE.NOTAB && pfns.push(pfn));
-  const into = store !== undefined && store.length >= outline.types.length * 4096
-    ? store
-    : new Uint8Array(outline.types.length * 4096);
   const pages = new Map<number, Uint8Array>();
   for (let i = 0; i < pfns.length; i += MAP_BATCH) {
     const batch = pfns.slice(i, i + MAP_BATCH);
@@ -140,14 +151,19 @@ export function readForeign(
 
 /**
  * Every page the clones get: `foreign`, plus the page tables as the stream carries them
- * (normalized to pfns, which the restorer needs; the guest's own hold machine frames).
+ * (normalized to pfns, which the restorer needs; the guest's own hold machine frames), written
+ * into `memory` at their places.
  */
 export function withPageTables(
   foreign: Map<number, Uint8Array>,
   image: SplitImage,
+  memory: Uint8Array,
 ): Map<number, Uint8Array> {
   for (const [pfn, page] of image.pages) {
-    if (image.types[pfn] !== PFTYPE.NOTAB) foreign.set(pfn, page.slice());
+    if (image.types[pfn] === PFTYPE.NOTAB) continue;
+    const at = memory.subarray(pfn * 4096, (pfn + 1) * 4096);
+    at.set(page);
+    foreign.set(pfn, at);
   }
   return foreign;
 }
@@ -188,7 +204,7 @@ export function describe(
   image: SplitImage,
   xenstore: [string, string][],
   vcpus: number,
-): Omit<CapturedGuest, "pauseMs"> {
+): Omit<CapturedGuest, "pauseMs" | "memory"> {
   const steps = describeSteps(image, xenstore, vcpus);
   for (;;) {
     const n = steps.next();
@@ -201,7 +217,7 @@ function* describeSteps(
   image: SplitImage,
   xenstore: [string, string][],
   vcpus: number,
-): Generator<void, Omit<CapturedGuest, "pauseMs">> {
+): Generator<void, Omit<CapturedGuest, "pauseMs" | "memory">> {
   const pageMap = new Uint8Array(image.pfnCount);
   const counts = { present: 0, zero: 0, absent: 0, foreign: 0, foreignMismatches: 0 };
   for (let pfn = 0; pfn < image.pfnCount; pfn++) {

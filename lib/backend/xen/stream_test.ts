@@ -230,18 +230,22 @@ Deno.test("readForeign(): ordinary pages come from the guest's frames, page tabl
   const mapped: bigint[] = [];
   // The guest's own page table holds machine frames; the stream's is normalized: they differ.
   memory.set(101n, new Uint8Array(4096).fill(0xee));
-  const pages = withPageTables(readForeign(outline, fakeForeign(memory, mapped)), s);
+  const store = new Uint8Array(6 * 4096);
+  const pages = withPageTables(readForeign(outline, fakeForeign(memory, mapped), store), s, store);
   assert.deepEqual(mapped, [100n, 102n, 103n, 105n]);
   assert.deepEqual([...pages.keys()].sort(), [0, 1, 2, 3, 5]);
   assert.equal(pages.get(1)![0], 2); // the stream's page table, not 0xee
+  assert.equal(store[1 * 4096], 2); // in place too: the store is what gets served
   assert.equal(countMismatches(pages, s.pages, s.types), 0);
   // A frame that changed under us (a misread p2m) is counted.
   memory.get(103n)![7] ^= 1;
-  const again = readForeign(outline, fakeForeign(memory, []));
+  const again = readForeign(outline, fakeForeign(memory, []), new Uint8Array(6 * 4096));
   assert.equal(countMismatches(again, s.pages, s.types), 1);
-  // A store made ahead receives the pages in place, page p at p × 4096.
-  const store = new Uint8Array(6 * 4096);
-  const inStore = readForeign(outline, fakeForeign(memory, []), store);
-  assert.equal(inStore.get(5)!.buffer, store.buffer);
+  // Pages land in place, page p at p × 4096, viewed from there.
+  assert.equal(pages.get(5)!.buffer, store.buffer);
   assert.equal(store[3 * 4096], 4);
+  assert.throws(
+    () => readForeign(outline, fakeForeign(memory, []), new Uint8Array(4096)),
+    RangeError,
+  );
 });
