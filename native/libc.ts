@@ -53,6 +53,20 @@ const symbols = {
   accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
   // int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to,
+  //                socklen_t tolen)
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  // int recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags, struct timespec *timeout):
+  // waits on a thread of Deno's blocking pool (the event loop goes on), so `vec` and every buffer
+  // it points at must stay alive and untouched until the promise settles. errno is that
+  // thread's, so a failure is only -1.
+  recvmmsg: {
+    parameters: ["i32", "pointer", "u32", "i32", "pointer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int shutdown(int fd, int how)
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
   // int *__errno_location(void): this thread's errno.
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -103,6 +117,7 @@ export const Errno = {
   EADDRINUSE: 98,
   ECONNABORTED: 103,
   ECONNRESET: 104,
+  ENOTCONN: 107,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
   EHOSTUNREACH: 113,
@@ -322,6 +337,7 @@ export function monotonicMicros(): number {
 
 const AF_INET = 2;
 const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
 const SOCK_NONBLOCK = 0x800;
 const SOCK_CLOEXEC = 0x80000;
 const IPPROTO_TCP = 6;
@@ -330,7 +346,10 @@ const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
 const SO_RCVBUF = 8;
+const SO_SNDBUF = 7;
 const SO_RCVBUFFORCE = 33;
+const SO_SNDBUFFORCE = 32;
+const SHUT_RD = 0;
 /** send(2)/recv(2) flag: do not block. */
 export const MSG_DONTWAIT = 0x40;
 /** send(2) flag: no SIGPIPE on a closed peer (EPIPE instead). */
@@ -380,13 +399,18 @@ export function tcpConnect(ipv4: string, port: number, timeoutMs: number): numbe
 }
 
 /** sizeof(struct sockaddr_in). */
-const SOCKADDR_IN_SIZE = 16;
+export const SOCKADDR_IN_SIZE = 16;
 
 /**
  * struct sockaddr_in for `ipv4:port`: u16 family (host order), u16 port and u32 address
  * (network order), 8 zero bytes. `minPort` 0 lets a listener ask for any free port.
  */
-function sockaddrIn(ipv4: string, port: number, minPort: number, op: string): Uint8Array {
+export function sockaddrIn(
+  ipv4: string,
+  port: number,
+  minPort: number,
+  op: string,
+): Uint8Array {
   const octets = ipv4.split(".").map(Number);
   if (
     octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255) ||
@@ -450,11 +474,47 @@ export function tcpAccept(fd: number): number {
   return got;
 }
 
+/**
+ * A blocking, close-on-exec UDP socket bound to `ipv4:port` (port 0: any free port), with
+ * SO_REUSEADDR when `reuseAddr` (several receivers of one multicast port). Returns the socket and
+ * the port it got.
+ */
+export function udpBind(
+  ipv4: string,
+  port: number,
+  reuseAddr: boolean,
+): { fd: number; port: number } {
+  const where = `bind UDP ${ipv4}:${port}`;
+  const addr = sockaddrIn(ipv4, port, 0, where);
+  const fd = check(where, libc().socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  try {
+    if (reuseAddr) setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, `${where}: set SO_REUSEADDR`);
+    // addr: read during the synchronous bind, then filled by getsockname.
+    check(where, libc().bind(fd, addr, SOCKADDR_IN_SIZE));
+    const len = new Uint8Array(new Uint32Array([SOCKADDR_IN_SIZE]).buffer);
+    check(where, libc().getsockname(fd, addr, len));
+    return { fd, port: new DataView(addr.buffer).getUint16(2, false) };
+  } catch (e) {
+    libc().close(fd);
+    throw e;
+  }
+}
+
+/** setsockopt(fd, level, name, value); `value` is read during the synchronous call only. */
+export function setSocketOption(
+  op: string,
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array,
+): void {
+  check(op, libc().setsockopt(fd, level, name, value, value.byteLength));
+}
+
 /** setsockopt(fd, level, name, int value) */
 function setIntOption(fd: number, level: number, name: number, value: number, op: string): void {
   // int option value: 4 bytes, read during the synchronous call.
-  const v = new Uint8Array(new Int32Array([value]).buffer);
-  check(op, libc().setsockopt(fd, level, name, v, 4));
+  setSocketOption(op, fd, level, name, new Uint8Array(new Int32Array([value]).buffer));
 }
 
 /**
@@ -462,10 +522,55 @@ function setIntOption(fd: number, level: number, name: number, value: number, op
  * (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else capped at it.
  */
 export function setReceiveBuffer(fd: number, bytes: number): void {
+  setBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, bytes, "set SO_RCVBUF");
+}
+
+/** As {@link setReceiveBuffer}, for the send buffer (net.core.wmem_max). */
+export function setSendBuffer(fd: number, bytes: number): void {
+  setBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, bytes, "set SO_SNDBUF");
+}
+
+function setBuffer(fd: number, force: number, plain: number, bytes: number, op: string): void {
   // int option value: 4 bytes, read during the synchronous call.
   const v = new Uint8Array(new Int32Array([bytes]).buffer);
-  if (libc().setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, v, 4) === 0) return;
-  setIntOption(fd, SOL_SOCKET, SO_RCVBUF, bytes, "set SO_RCVBUF");
+  if (libc().setsockopt(fd, SOL_SOCKET, force, v, 4) === 0) return;
+  setIntOption(fd, SOL_SOCKET, plain, bytes, op);
+}
+
+/**
+ * sendto(fd, buf, MSG_DONTWAIT, to) with `to` a struct sockaddr_in: bytes sent, or -errno for any
+ * failure (a full buffer, no route): a datagram that cannot leave now is lost, as on the wire.
+ */
+export function sendTo(fd: number, buf: Uint8Array, to: Uint8Array): number {
+  // Synchronous call: the kernel copies `buf` and reads `to` before returning.
+  const r = Number(libc().sendto(fd, buf, BigInt(buf.byteLength), MSG_DONTWAIT, to, to.byteLength));
+  return r >= 0 ? r : -errno();
+}
+
+/**
+ * recvmmsg(fd, vec, count, flags, NULL) on a pool thread: resolves with the messages received or
+ * -1. `vec` (struct mmsghdr[count]) and the buffers it points at must stay alive and untouched
+ * until then.
+ */
+export function receiveMessages(
+  fd: number,
+  vec: Uint8Array,
+  count: number,
+  flags: number,
+): Promise<number> {
+  return libc().recvmmsg(
+    fd,
+    Deno.UnsafePointer.of(vec as Uint8Array<ArrayBuffer>),
+    count,
+    flags,
+    null,
+  );
+}
+
+/** shutdown(fd, SHUT_RD): a receive blocked on `fd` in another thread returns. */
+export function shutdownReceive(fd: number): void {
+  // An unconnected UDP socket answers ENOTCONN yet is shut down and its waiters woken.
+  check("shutdown", libc().shutdown(fd, SHUT_RD), [Errno.ENOTCONN]);
 }
 
 /** send(fd, buf, flags | MSG_NOSIGNAL); bytes sent, or -errno for an allowed errno. */

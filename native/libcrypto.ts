@@ -1,6 +1,7 @@
 /**
- * libcrypto (OpenSSL 3) bindings: the two MACs of the unicast page protocol (WIRE.md), HMAC-SHA256
- * and ChaCha20-Poly1305 used as a MAC (empty plaintext, the frame as associated data).
+ * libcrypto (OpenSSL 3) bindings: the MACs of the page protocols. HMAC-SHA256 signs mcdist's
+ * datagrams (lib/mcdist/PROTOCOL.md) and the unicast protocol's (WIRE.md) hand-shake;
+ * ChaCha20-Poly1305, used as a MAC (empty plaintext, the frame as associated data), its frames.
  *
  * Why FFI: node:crypto under Deno hashes ~0.9 GB/s (4.8 µs a 4 KiB page) and pays ~2 µs a call;
  * OpenSSL's Poly1305 runs at ~12 GB/s here (0.3 µs a page), which is what lets a page transport

@@ -8,7 +8,6 @@
  * @module
  */
 
-import type dgram from "node:dgram";
 import { createLogger, type Logger } from "../log.ts";
 import {
   emptyStats,
@@ -20,7 +19,6 @@ import { groupFor, type McdistConfig, payloadBytes, resolveConfig } from "./conf
 import { RateMeter } from "./flow.ts";
 import { ReplayGuard } from "./replay.ts";
 import {
-  closeSocket,
   type Endpoint,
   type InboundShim,
   onDatagram,
@@ -28,6 +26,7 @@ import {
   openSocket,
   PacketStamp,
   parseEndpoint,
+  type UdpSocket,
 } from "./socket.ts";
 import {
   type Body,
@@ -91,17 +90,17 @@ export async function openMcdistClient(
 ): Promise<McdistClient> {
   const config = resolveConfig(options.config);
   const server = parseEndpoint(access.server);
-  const unicast = await openSocket(config.interface, 0);
-  let group: dgram.Socket | undefined;
+  const unicast = openSocket(config.interface, 0);
+  let group: UdpSocket | undefined;
   if (options.multicast !== false) {
     try {
-      group = await openGroupReceiver(
+      group = openGroupReceiver(
         groupFor(config, access.forkId),
         config.port,
         config.interface,
       );
     } catch (error) {
-      await closeSocket(unicast);
+      await unicast.close();
       throw error;
     }
   }
@@ -112,8 +111,8 @@ interface ClientParts {
   access: ForkAccess;
   config: McdistConfig;
   server: Endpoint;
-  unicast: dgram.Socket;
-  group: dgram.Socket | undefined;
+  unicast: UdpSocket;
+  group: UdpSocket | undefined;
   options: McdistClientOptions;
 }
 
@@ -123,8 +122,8 @@ export class McdistClient implements PageClient {
   #keys: ForkKeys;
   #config: McdistConfig;
   #server: Endpoint;
-  #unicast: dgram.Socket;
-  #group: dgram.Socket | undefined;
+  #unicast: UdpSocket;
+  #group: UdpSocket | undefined;
   #options: McdistClientOptions;
   #log: Logger;
   #stats = emptyStats();
@@ -206,14 +205,12 @@ export class McdistClient implements PageClient {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    // Let the server's end game know; the datagram must leave before the socket closes.
+    // Let the server's end game know (the kernel holds the datagram once send returns).
     const end = this.#encode({ type: PacketType.END, reason: EndReason.CLIENT_DONE }, 0);
-    await new Promise<void>((resolve) => {
-      this.#unicast.send(end, this.#server.port, this.#server.address, () => resolve());
-    });
+    this.#unicast.send(end, this.#server);
     this.#closed = true;
     clearInterval(this.#tick);
-    await Promise.all([closeSocket(this.#unicast), this.#group && closeSocket(this.#group)]);
+    await Promise.all([this.#unicast.close(), this.#group?.close()]);
   }
 
   #startTicking(): void {
@@ -303,7 +300,7 @@ export class McdistClient implements PageClient {
   #send(body: Body, flags = 0): void {
     if (this.#closed) return;
     const bytes = this.#encode(body, flags);
-    this.#unicast.send(bytes, this.#server.port, this.#server.address);
+    this.#unicast.send(bytes, this.#server);
   }
 
   #encode(body: Body, flags: number): Uint8Array {

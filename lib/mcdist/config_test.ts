@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DEFAULT_MTU, interfaceMtu, MAX_AUTO_MTU, resolveConfig } from "./config.ts";
-import { closeSocket, openSocket, RECEIVE_BUFFER_BYTES } from "./socket.ts";
+import { openSocket, RECEIVE_BUFFER_BYTES } from "./socket.ts";
 
 Deno.test("the MTU defaults to the interface's, at most jumbo frames, else 1500", () => {
   const lo = interfaceMtu("127.0.0.1");
@@ -13,9 +13,9 @@ Deno.test("the MTU defaults to the interface's, at most jumbo frames, else 1500"
 });
 
 Deno.test("mcdist sockets get a big kernel receive buffer", async () => {
-  const socket = await openSocket("127.0.0.1", 0);
+  const socket = openSocket("127.0.0.1", 0);
   try {
-    const port = socket.address().port;
+    const port = socket.port;
     const out = await new Deno.Command("ss", { args: ["-uamnH", `sport = :${port}`] }).output();
     const rb = Number(/rb(\d+)/.exec(new TextDecoder().decode(out.stdout))?.[1]);
     const cap = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max").trim());
@@ -23,6 +23,6 @@ Deno.test("mcdist sockets get a big kernel receive buffer", async () => {
     const root = Deno.uid() === 0;
     assert.equal(rb, 2 * (root ? RECEIVE_BUFFER_BYTES : Math.min(RECEIVE_BUFFER_BYTES, cap)));
   } finally {
-    await closeSocket(socket);
+    await socket.close();
   }
 });

@@ -7,14 +7,7 @@
  */
 
 import { groupFor, type McdistConfig, resolveConfig } from "./config.ts";
-import {
-  closeSocket,
-  onDatagram,
-  openGroupReceiver,
-  openSocket,
-  PacketStamp,
-  setMulticastSending,
-} from "./socket.ts";
+import { onDatagram, openGroupReceiver, openSocket, PacketStamp } from "./socket.ts";
 import { decodePacket, PacketType } from "./wire.ts";
 
 /** What the agent puts in its status: how mcdist moves pages on this host, and why. */
@@ -49,11 +42,11 @@ export async function probeMulticast(
   const sockets = [];
   const timers: ReturnType<typeof setTimeout>[] = [];
   try {
-    const receiver = await openGroupReceiver(group, config.port, config.interface);
+    const receiver = openGroupReceiver(group, config.port, config.interface);
     sockets.push(receiver);
-    const sender = await openSocket(config.interface, 0);
+    const sender = openSocket(config.interface, 0);
     sockets.push(sender);
-    setMulticastSending(sender, config.interface, config.ttl);
+    sender.setMulticastSending(config.interface, config.ttl);
     const heard = new Promise<true>((resolve) => {
       onDatagram(receiver, undefined, (bytes) => {
         const result = decodePacket(bytes, () => ({ key, pageSize: 1 }));
@@ -69,7 +62,7 @@ export async function probeMulticast(
         { flags: 0, forkId, body: { type: PacketType.PROBE, nonce } },
         key,
       );
-      sender.send(bytes, config.port, group);
+      sender.send(bytes, { address: group, port: config.port });
       const answered = await Promise.race([heard, delay(timeoutMs / TRIES, timers)]);
       if (answered === true) return { mode: "multicast", ...status };
     }
@@ -87,7 +80,7 @@ export async function probeMulticast(
     };
   } finally {
     timers.forEach(clearTimeout);
-    await Promise.all(sockets.map(closeSocket));
+    await Promise.all(sockets.map((socket) => socket.close()));
   }
 }
 

@@ -10,7 +10,6 @@
  * @module
  */
 
-import type dgram from "node:dgram";
 import { createLogger, type Logger } from "../log.ts";
 import { PAGE_PRESENT } from "../memory/page_mark.ts";
 import {
@@ -24,7 +23,6 @@ import { FlowController, type FlowOptions, Pacer, RateMeter } from "./flow.ts";
 import { type ReadaheadOptions, StridePredictor } from "./readahead.ts";
 import { ReplayGuard } from "./replay.ts";
 import {
-  closeSocket,
   type Endpoint,
   endpointKey,
   type InboundShim,
@@ -32,7 +30,7 @@ import {
   openSocket,
   PacketStamp,
   parseEndpoint,
-  setMulticastSending,
+  type UdpSocket,
 } from "./socket.ts";
 import {
   type Body,
@@ -95,9 +93,14 @@ const REPORT_WINDOW_MS = 100;
 export async function startMcdistServer(options: McdistServerOptions = {}): Promise<McdistServer> {
   const config = resolveConfig(options.config);
   const listen = parseEndpoint(options.listen ?? `${config.interface}:0`, true);
-  const socket = await openSocket(listen.address, listen.port);
-  if (options.mode !== "unicast") setMulticastSending(socket, config.interface, config.ttl);
-  return new McdistServer(socket, config, options);
+  const socket = openSocket(listen.address, listen.port);
+  try {
+    if (options.mode !== "unicast") socket.setMulticastSending(config.interface, config.ttl);
+  } catch (error) {
+    await socket.close();
+    throw error;
+  }
+  return new McdistServer(socket, `${listen.address}:${socket.port}`, config, options);
 }
 
 interface UnicastQueue {
@@ -165,7 +168,7 @@ class ForkState {
 export class McdistServer implements PushingPageServer {
   readonly address: string;
   readonly config: McdistConfig;
-  #socket: dgram.Socket;
+  #socket: UdpSocket;
   #mode: "multicast" | "unicast";
   #options: McdistServerOptions;
   #forks = new Map<string, ForkState>();
@@ -176,14 +179,18 @@ export class McdistServer implements PushingPageServer {
   #log: Logger;
   #closed = false;
 
-  constructor(socket: dgram.Socket, config: McdistConfig, options: McdistServerOptions) {
+  constructor(
+    socket: UdpSocket,
+    address: string,
+    config: McdistConfig,
+    options: McdistServerOptions,
+  ) {
     this.#socket = socket;
     this.config = config;
     this.#mode = options.mode ?? "multicast";
     this.#options = options;
     this.#log = options.log ?? createLogger("mcdist-server", { quiet: true });
-    const bound = socket.address();
-    this.address = `${bound.address}:${bound.port}`;
+    this.address = address;
     onDatagram(socket, options.inbound, (bytes, from) => this.#receive(bytes, from));
   }
 
@@ -248,7 +255,7 @@ export class McdistServer implements PushingPageServer {
     for (const state of [...this.#forks.values()]) this.removeFork(state.fork.forkId);
     this.#closed = true;
     clearTimeout(this.#timer);
-    await closeSocket(this.#socket);
+    await this.#socket.close();
   }
 
   #fork(forkId: Uint8Array): ForkState | undefined {
@@ -602,7 +609,7 @@ export class McdistServer implements PushingPageServer {
 
   #send(state: ForkState, to: Endpoint, body: Body, flags: number): void {
     const bytes = this.#stamp.encode({ flags, forkId: state.fork.forkId, body }, state.fork.key);
-    this.#socket.send(bytes, to.port, to.address);
+    this.#socket.send(bytes, to);
     for (const stats of [state.stats, this.#total]) {
       stats.packetsSent++;
       stats.bytesSent += bytes.length;

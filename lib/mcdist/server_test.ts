@@ -8,7 +8,7 @@ import { type McdistClient, McdistError, openMcdistClient } from "./client.ts";
 import type { McdistConfig } from "./config.ts";
 import { probeMulticast } from "./probe.ts";
 import { type McdistServer, startMcdistServer } from "./server.ts";
-import { closeSocket, type InboundShim, openSocket, PacketStamp } from "./socket.ts";
+import { type InboundShim, openSocket, PacketStamp } from "./socket.ts";
 import { PacketType } from "./wire.ts";
 
 const PAGE = 4096;
@@ -113,7 +113,7 @@ Deno.test("one multicast reply serves every client: 4 clients cost about one", a
 
 Deno.test("forged and replayed requests are rejected, counted and not answered", async () => {
   await using r = await rig(1, { clones: 2 });
-  const socket = await openSocket("127.0.0.1", 0);
+  const socket = openSocket("127.0.0.1", 0);
   try {
     const [address, port] = r.server.address.split(":");
     const stamp = new PacketStamp();
@@ -123,7 +123,7 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
         forkId: r.fork.forkId,
         body: { type: PacketType.REQUEST, rate: 0, outstanding: 1, runs: [{ first: 0, count: 1 }] },
       }, key);
-    const send = (bytes: Uint8Array) => socket.send(bytes, Number(port), address);
+    const send = (bytes: Uint8Array) => socket.send(bytes, { address, port: Number(port) });
     send(request(new Uint8Array(32).fill(1)));
     const genuine = request(r.fork.key);
     send(genuine);
@@ -136,7 +136,7 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
     assert.equal(r.server.stats().rejected, 3, "plus the malformed one, in the total");
     assert.equal(stats.packetsSent, 3, "one answer: a 4 KiB page in three parts at MTU 1500");
   } finally {
-    await closeSocket(socket);
+    await socket.close();
   }
 });
 

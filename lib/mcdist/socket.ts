@@ -1,13 +1,14 @@
 /**
- * node:dgram plumbing shared by server, client and probe. node:dgram, not Deno.listenDatagram,
- * because only it can choose the interface multicast leaves on.
+ * UDP plumbing shared by server, client and probe, on libc sockets (native/udp.ts): batched
+ * receives, and multicast sent out of a chosen interface.
  *
  * @module
  */
 
-import dgram from "node:dgram";
-import { setReceiveBuffer } from "../../native/libc.ts";
+import { UdpSocket } from "../../native/udp.ts";
 import { encodePacket, type Packet } from "./wire.ts";
+
+export type { UdpSocket };
 
 /** A UDP address. */
 export interface Endpoint {
@@ -35,85 +36,34 @@ export function endpointKey(e: Endpoint): string {
   return `${e.address}:${e.port}`;
 }
 
-/** A UDP socket bound to `address:port` (port 0: any). */
-export function openSocket(
-  address: string,
-  port: number,
-  reuseAddr = false,
-): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket({ type: "udp4", reuseAddr });
-    const onError = (error: Error) => {
-      socket.close();
-      reject(new Error(`Cannot bind UDP ${address}:${port}: ${error.message}`, { cause: error }));
-    };
-    socket.once("error", onError);
-    socket.bind(port, address, () => {
-      socket.off("error", onError);
-      try {
-        raiseReceiveBuffer(socket);
-      } catch (error) {
-        socket.close();
-        reject(new Error(`Cannot size UDP ${address}:${port}: ${error}`, { cause: error }));
-        return;
-      }
-      resolve(socket);
-    });
-  });
-}
-
 /**
- * Receive buffer of every mcdist socket. At the kernel default (~200 KiB, about 25 pages of
- * datagrams) a receiver whose event loop is busy for a few milliseconds overflows and loses
- * pages that then have to be sent again (measured: 800 of 4,400 datagrams on a loaded host).
+ * Kernel buffers of every mcdist socket. At the default receive buffer (~200 KiB, about 25 pages
+ * of datagrams) a receiver whose event loop is busy for a few milliseconds overflows and loses
+ * pages that then have to be sent again (measured: 800 of 4,400 datagrams on a loaded host); a
+ * full send buffer loses them before they leave.
  */
 export const RECEIVE_BUFFER_BYTES = 4 << 20;
+export const SEND_BUFFER_BYTES = 4 << 20;
 
-/**
- * Raises the kernel receive buffer of `socket` (past net.core.rmem_max as root). Deno's node:dgram
- * accepts setRecvBufferSize but never applies it (ss shows the default afterwards), so the
- * socket's descriptor is found through /proc by its inode and set directly. Every socket of this
- * process bound to the same port gets it (reuseAddr group receivers share one).
- */
-export function raiseReceiveBuffer(socket: dgram.Socket, bytes = RECEIVE_BUFFER_BYTES): void {
-  const port = socket.address().port.toString(16).toUpperCase().padStart(4, "0");
-  const inodes = new Set<string>();
-  for (const line of Deno.readTextFileSync("/proc/self/net/udp").split("\n").slice(1)) {
-    const fields = line.trim().split(/\s+/);
-    if (fields.length > 9 && fields[1].endsWith(`:${port}`)) inodes.add(`socket:[${fields[9]}]`);
-  }
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    let target: string;
-    try {
-      target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-    } catch {
-      continue; // closed meanwhile
-    }
-    if (inodes.has(target)) setReceiveBuffer(Number(entry.name), bytes);
-  }
-}
-
-/** Makes `socket` send multicast out of `iface` with `ttl`, looped back to this host's members. */
-export function setMulticastSending(socket: dgram.Socket, iface: string, ttl: number): void {
-  socket.setMulticastInterface(iface);
-  socket.setMulticastTTL(ttl);
-  socket.setMulticastLoopback(true);
+/** A UDP socket bound to `address:port` (port 0: any). */
+export function openSocket(address: string, port: number, reuseAddr = false): UdpSocket {
+  return UdpSocket.bind(address, port, {
+    reuseAddr,
+    receiveBuffer: RECEIVE_BUFFER_BYTES,
+    sendBuffer: SEND_BUFFER_BYTES,
+  });
 }
 
 /**
  * A socket that receives `group` on `port` via `iface`. Bound to the wildcard address with
  * SO_REUSEADDR so that every client on a host (one per fork, or several processes) gets a copy.
  */
-export async function openGroupReceiver(
-  group: string,
-  port: number,
-  iface: string,
-): Promise<dgram.Socket> {
-  const socket = await openSocket("0.0.0.0", port, true);
+export function openGroupReceiver(group: string, port: number, iface: string): UdpSocket {
+  const socket = openSocket("0.0.0.0", port, true);
   try {
-    socket.addMembership(group, iface);
+    socket.joinGroup(group, iface);
   } catch (error) {
-    socket.close();
+    void socket.close();
     throw new Error(`Cannot join multicast group ${group} on ${iface}: ${error}`, { cause: error });
   }
   return socket;
@@ -121,27 +71,13 @@ export async function openGroupReceiver(
 
 /** Routes datagrams through the optional shim to `handle`. */
 export function onDatagram(
-  socket: dgram.Socket,
+  socket: UdpSocket,
   shim: InboundShim | undefined,
   handle: (bytes: Uint8Array, from: Endpoint) => void,
 ): void {
-  socket.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-    const from = { address: rinfo.address, port: rinfo.port };
-    if (shim === undefined) handle(msg, from);
-    else shim(msg, (bytes) => handle(bytes, from));
-  });
-  // Send errors (unreachable, no route) also arrive here; losing a datagram is the protocol's
-  // business, so they must not become uncaught exceptions.
-  socket.on("error", () => {});
-}
-
-export function closeSocket(socket: dgram.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    try {
-      socket.close(() => resolve());
-    } catch {
-      resolve(); // already closed
-    }
+  socket.receive((bytes, from) => {
+    if (shim === undefined) handle(bytes, from);
+    else shim(bytes, (delivered) => handle(delivered, from));
   });
 }
 

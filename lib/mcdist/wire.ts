@@ -6,7 +6,7 @@
  * @module
  */
 
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { constantTimeEqual, hmacSha256 } from "../../native/libcrypto.ts";
 
 export const MAGIC = 0x53464d43; // "SFMC"
 export const VERSION = 1;
@@ -179,7 +179,7 @@ export function decodePacket(
   if (keys === undefined) return failure("unknown-fork", `unknown fork ${hex(forkId)}`);
   const signed = bytes.subarray(0, HEADER_BYTES + bodyLength);
   const tag = bytes.subarray(HEADER_BYTES + bodyLength);
-  if (!timingSafeEqual(tagOf(keys.key, signed), tag)) {
+  if (!constantTimeEqual(tagOf(keys.key, signed), tag, TAG_BYTES)) {
     return failure("forged", "tag does not match the fork key");
   }
   const body = readBody(type as PacketTypeCode, view, HEADER_BYTES, bodyLength, keys.pageSize);
@@ -227,8 +227,17 @@ function failure(kind: DecodeErrorKind, reason: string): DecodeFailure {
   return { ok: false, kind, message: `Cannot decode packet: ${reason}` };
 }
 
+/** HMAC-SHA256 output of the latest tagOf; valid until the next call (this thread only). */
+const digest = new Uint8Array(32);
+
+/**
+ * The truncated HMAC-SHA256 of `signed`, a view valid until the next call. OpenSSL, not
+ * node:crypto: every page datagram is signed once and checked on every host, and node:crypto's
+ * HMAC costs ~13 µs a 4 KiB page under Deno (profiled: 6 % of all CPU of a 16-clone fan-out).
+ */
 function tagOf(key: Uint8Array, signed: Uint8Array): Uint8Array {
-  return new Uint8Array(createHmac("sha256", key).update(signed).digest().subarray(0, TAG_BYTES));
+  hmacSha256(key, signed, digest);
+  return digest.subarray(0, TAG_BYTES);
 }
 
 function checkHeader(packet: Packet, key: Uint8Array): void {
