@@ -584,13 +584,33 @@ export class AgentVms {
     if (tap === undefined) return;
     vm.memtap = undefined;
     tap.allowRefill();
-    const last = tap.pages.detach(tap.memtap);
+    tap.pages.detach(tap.memtap);
     await tap.memtap.close();
-    const shared = this.#clientForks.get(tap.fork);
-    if (shared !== undefined && --shared.users === 0) {
-      this.#clientForks.delete(tap.fork);
-      if (last) await tap.pages.client.close();
+    await this.#releasePages(tap.fork);
+  }
+
+  /**
+   * This host's page client for `fork`, shared by its clones of it (opened by the first user);
+   * every user, whether or not the client opened, releases it once.
+   */
+  #acquirePages(fork: string, openClient: () => Promise<PageClient>): Promise<ForkPages> {
+    let shared = this.#clientForks.get(fork);
+    if (shared === undefined) {
+      // Registered before any await so that the host's other clones of the fork share it.
+      shared = { pages: openClient().then((client) => new ForkPages(client)), users: 0 };
+      this.#clientForks.set(fork, shared);
     }
+    shared.users++;
+    return shared.pages;
+  }
+
+  /** The last user of a fork's page client closes it. */
+  async #releasePages(fork: string): Promise<void> {
+    const shared = this.#clientForks.get(fork);
+    if (shared === undefined || --shared.users > 0) return;
+    this.#clientForks.delete(fork);
+    const pages = await shared.pages.catch(() => undefined);
+    await pages?.client.close();
   }
 
   async #startClones(
@@ -599,8 +619,6 @@ export class AgentVms {
     const d = decodeDescriptor(fromBase64(descriptorB64));
     if (d.kind !== "wasm") throw new Error(`Cannot start clones: a ${d.kind} descriptor`);
     const sourceHash = toHex(d.wasm.moduleHash);
-    const module = await this.#module(sourceHash);
-    const state = { ...fromDescriptor(d, resume), moduleHash: module.hash };
     const fork = toHex(d.forkId);
     const access: ForkAccess = {
       forkId: d.forkId,
@@ -618,42 +636,52 @@ export class AgentVms {
     const eager = this.#mode === "eager"
       ? this.#eagerPages(fork, access, d.pageMap, openClient)
       : undefined;
-    await Promise.all(clones.map(async ({ clone, vm: id }) => {
-      const vm = await this.#newVm(id, sourceHash, true);
-      vm.forkKey = toHex(d.forkKey);
-      const mem = createGuestMemory(module, d.wasm.memory.pages);
-      try {
-        let stats: () => CloneMemoryStats;
-        if (eager) {
-          new Uint8Array(mem.buffer).set(await eager);
-          stats = this.#eagerStats(d.pageMap, access);
-        } else {
-          stats = await this.#openMemtap(vm, fork, d.pageMap, mem, openClient, {
-            access,
-            unicast: !(mcdist && !local),
+    // Lazy clones: the host listens for the fork's pages before its first clone is made, so
+    // that it misses nothing its siblings on other hosts fetch meanwhile (making VMs takes a
+    // while, hosts start at different times, and a page missed is a page sent again).
+    if (eager === undefined) void this.#acquirePages(fork, openClient).catch(() => {});
+    try {
+      const module = await this.#module(sourceHash);
+      const state = { ...fromDescriptor(d, resume), moduleHash: module.hash };
+      await Promise.all(clones.map(async ({ clone, vm: id }) => {
+        const vm = await this.#newVm(id, sourceHash, true);
+        vm.forkKey = toHex(d.forkKey);
+        const mem = createGuestMemory(module, d.wasm.memory.pages);
+        try {
+          let stats: () => CloneMemoryStats;
+          if (eager) {
+            new Uint8Array(mem.buffer).set(await eager);
+            stats = this.#eagerStats(d.pageMap, access);
+          } else {
+            stats = await this.#openMemtap(vm, fork, d.pageMap, mem, openClient, {
+              access,
+              unicast: !(mcdist && !local),
+            });
+          }
+          vm.vm = await WasmVm.resume({
+            module,
+            memory: mem,
+            forkPoint: state,
+            returnValue: resume === "clone" ? clone : 0,
+            cloneId: clone,
+            ...this.#io(vm),
           });
-        }
-        vm.vm = await WasmVm.resume({
-          module,
-          memory: mem,
-          forkPoint: state,
-          returnValue: resume === "clone" ? clone : 0,
-          cloneId: clone,
-          ...this.#io(vm),
-        });
-        const report = () => this.#event({ kind: "memory", vm: id, stats: stats() });
-        const timer = setInterval(report, this.#statsEvery);
-        this.#watch(vm, async () => {
-          clearInterval(timer);
-          report();
+          const report = () => this.#event({ kind: "memory", vm: id, stats: stats() });
+          const timer = setInterval(report, this.#statsEvery);
+          this.#watch(vm, async () => {
+            clearInterval(timer);
+            report();
+            await this.#closeMemtap(vm);
+          });
+          this.#failOnMemoryLoss(vm);
+        } catch (e) {
           await this.#closeMemtap(vm);
-        });
-        this.#failOnMemoryLoss(vm);
-      } catch (e) {
-        await this.#closeMemtap(vm);
-        this.#event({ kind: "state", vm: id, state: "failed", reason: (e as Error).message });
-      }
-    }));
+          this.#event({ kind: "state", vm: id, state: "failed", reason: (e as Error).message });
+        }
+      }));
+    } finally {
+      if (eager === undefined) await this.#releasePages(fork);
+    }
     this.#eager.delete(fork);
     this.#o.logger.debug("clones started", { cluster, clones: clones.length, mode: this.#mode });
     return { started: clones.length };
@@ -728,18 +756,10 @@ export class AgentVms {
     openClient: () => Promise<PageClient>,
     route: { access: ForkAccess; unicast: boolean },
   ): Promise<() => CloneMemoryStats> {
-    let shared = this.#clientForks.get(fork);
-    if (shared === undefined) {
-      // Registered before the await so the host's other clones of the fork share it.
-      const pending = openClient().then((client) => new ForkPages(client));
-      shared = { pages: pending, users: 0 };
-      this.#clientForks.set(fork, shared);
-    }
-    shared.users++;
-    let pages: ForkPages | undefined;
+    let pages: ForkPages;
     let memtap: Memtap;
     try {
-      pages = await shared.pages;
+      pages = await this.#acquirePages(fork, openClient);
       memtap = await Memtap.open({
         memory,
         pageMap,
@@ -749,10 +769,7 @@ export class AgentVms {
         ...this.#directRoute(fork, route),
       });
     } catch (e) {
-      if (--shared.users === 0) {
-        this.#clientForks.delete(fork);
-        await pages?.client.close();
-      }
+      await this.#releasePages(fork);
       throw e;
     }
     pages.attach(memtap);

@@ -9,6 +9,11 @@
  * pushed before anybody faults on them. A fault just past what was pushed means the clones kept
  * going: the window doubles (as the kernel's file read-ahead does), up to `maxWindow`.
  *
+ * Like the kernel's asynchronous read-ahead (its PG_readahead mark), the next window is also
+ * pushed as soon as a clone reaches the first page of the latest one ({@link reached}): the
+ * stream then stays a window ahead of the clones instead of stopping at the end of each window
+ * until a fault past it has gone to the server and back.
+ *
  * @module
  */
 
@@ -35,6 +40,8 @@ export class StridePredictor {
   #step = 0;
   #ahead = 0;
   #window = 0;
+  /** First page of the latest window, until a clone reaches it; -1 once it has. */
+  #mark = -1;
 
   constructor(pageCount: number, options: Partial<ReadaheadOptions> = {}) {
     this.#pageCount = pageCount;
@@ -73,6 +80,19 @@ export class StridePredictor {
   }
 
   /**
+   * A clone wants `page`, which was read ahead (it is on its way, or queued): when that is the
+   * first page of the latest window or beyond, returns the next window, doubled (maybe none).
+   */
+  reached(page: number): number[] {
+    if (this.#step === 0 || this.#mark < 0) return [];
+    const into = (page - this.#mark) / this.#step;
+    const past = (page - this.#ahead) / this.#step;
+    if (!Number.isInteger(into) || into < 0 || past > 0) return [];
+    this.#window = Math.min(this.options.maxWindow, this.#window * 2);
+    return this.#predictFrom(this.#ahead);
+  }
+
+  /**
    * The signed step of the scan the recent faults form, else 0: sorted, they are evenly spaced
    * (a page pushed meanwhile may leave a gap of one step), and the newer half lies ahead.
    */
@@ -99,8 +119,13 @@ export class StridePredictor {
       pages.push(next);
       next += this.#step;
     }
-    if (pages.length === 0) this.#step = 0;
-    else this.#ahead = pages[pages.length - 1];
+    if (pages.length === 0) {
+      this.#step = 0;
+      this.#mark = -1;
+    } else {
+      this.#ahead = pages[pages.length - 1];
+      this.#mark = pages[0];
+    }
     return pages;
   }
 }

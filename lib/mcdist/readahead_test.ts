@@ -52,3 +52,15 @@ Deno.test("a scan whose clones got far past the window (pages came by other rout
   assert.deepEqual(got.at(-1), [44, 45, 46, 47]);
   assert.deepEqual(run(p, [44, 45]), [[], []], "inside the new window: nothing more");
 });
+
+Deno.test("a clone reaching the latest window pushes the next one at once (asynchronous read-ahead)", () => {
+  const p = new StridePredictor(1000, options);
+  run(p, [0, 2, 4, 6]); // pushed 8..14
+  // Any page of the window from its first on: the clone may not have faulted on the first.
+  assert.deepEqual(p.reached(10), [16, 18, 20, 22, 24, 26, 28, 30], "doubled, from the end");
+  assert.deepEqual(p.reached(10), [], "each window triggers once");
+  assert.deepEqual(p.reached(14), [], "an older window");
+  assert.deepEqual(p.reached(16), [32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62]);
+  assert.deepEqual(p.reached(33), [], "off the scan's stride");
+  assert.deepEqual(new StridePredictor(1000, options).reached(8), [], "no scan yet");
+});

@@ -318,7 +318,7 @@ export class McdistServer implements PushingPageServer {
   #flowReport(state: ForkState, received: number, from: Endpoint, now: number): void {
     const sent = state.sentMeter.rate(now, REPORT_WINDOW_MS) +
       (state.unicastMeters.get(endpointKey(from))?.rate(now, REPORT_WINDOW_MS) ?? 0);
-    state.flow.report(received, sent, state.hasWork());
+    state.flow.report(received, sent, state.hasWork(), now);
   }
 
   #request(state: ForkState, packet: Packet, runs: PageRun[], from: Endpoint, now: number): void {
@@ -346,14 +346,29 @@ export class McdistServer implements PushingPageServer {
           state.asked[page] = 1;
           state.demand.push(page);
         }
+        const readAhead = (pages: number[]) => {
+          for (const next of pages) {
+            if (unicast) {
+              const q = queue();
+              if (!q.pages.has(next)) q.ahead.add(next);
+            } else if (
+              !state.askers.has(next) && now - state.lastSent[next] >= this.#lockstepMs
+            ) {
+              state.ahead.set(next, "readahead");
+              state.askers.set(next, new Set());
+            }
+          }
+        };
         if (state.ahead.delete(page)) {
           // Read ahead but not sent yet, and now somebody waits for it: it goes first.
           state.multicast.add(page);
           state.askers.get(page)!.add(fromKey);
+          readAhead(this.#reached(state, page));
           continue;
         }
         if (!wantsUnicast && this.#lockstep(state, page, fromKey, now)) {
           state.counters.lockstepIgnored++;
+          readAhead(this.#reached(state, page));
           continue;
         }
         if (unicast) {
@@ -364,17 +379,7 @@ export class McdistServer implements PushingPageServer {
           state.multicast.add(page);
           state.askers.set(page, new Set([fromKey]));
         }
-        for (const next of this.#predict(state, fromKey, page)) {
-          if (unicast) {
-            const q = queue();
-            if (!q.pages.has(next)) q.ahead.add(next);
-          } else if (
-            !state.askers.has(next) && now - state.lastSent[next] >= this.#lockstepMs
-          ) {
-            state.ahead.set(next, "readahead");
-            state.askers.set(next, new Set());
-          }
-        }
+        readAhead(this.#predict(state, fromKey, page));
       }
     }
     if (invalid) {
@@ -394,6 +399,22 @@ export class McdistServer implements PushingPageServer {
     return predictor.observe(page).filter((p) =>
       state.fork.pageMap[p] === PAGE_PRESENT && state.everSent[p] === 0
     );
+  }
+
+  /**
+   * A clone wants `page`, which was read ahead and is on its way: the next window of whichever
+   * scan it belongs to (any host's), so that the stream stays ahead of the clones.
+   */
+  #reached(state: ForkState, page: number): number[] {
+    const pages: number[] = [];
+    for (const predictor of state.predictors.values()) {
+      for (const next of predictor.reached(page)) {
+        if (state.fork.pageMap[next] === PAGE_PRESENT && state.everSent[next] === 0) {
+          pages.push(next);
+        }
+      }
+    }
+    return pages;
   }
 
   get #lockstepMs(): number {

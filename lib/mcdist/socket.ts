@@ -37,12 +37,13 @@ export function endpointKey(e: Endpoint): string {
 }
 
 /**
- * Kernel buffers of every mcdist socket. At the default receive buffer (~200 KiB, about 25 pages
- * of datagrams) a receiver whose event loop is busy for a few milliseconds overflows and loses
- * pages that then have to be sent again (measured: 800 of 4,400 datagrams on a loaded host); a
- * full send buffer loses them before they leave.
+ * Kernel buffers of every mcdist socket. A receiver's event loop stops for tens of milliseconds
+ * while its host makes VMs, and a datagram of one page holds about 8 KiB of buffer (its skb's
+ * truesize). At 4 MiB, hosts starting four clones each dropped 1,000–3,000 of 4,200 pages, which
+ * then had to be sent again; at 32 MiB (taken only as used) none. A full send buffer loses
+ * datagrams before they leave.
  */
-export const RECEIVE_BUFFER_BYTES = 4 << 20;
+export const RECEIVE_BUFFER_BYTES = 32 << 20;
 export const SEND_BUFFER_BYTES = 4 << 20;
 
 /** A UDP socket bound to `address:port` (port 0: any). */

@@ -59,10 +59,9 @@ export class ForkPages {
     this.#memtaps.add(memtap);
   }
 
-  /** Stop feeding `memtap` (before closing it); true when no memtap is left. */
-  detach(memtap: Memtap): boolean {
+  /** Stop feeding `memtap` (before closing it). */
+  detach(memtap: Memtap): void {
     this.#memtaps.delete(memtap);
-    return this.#memtaps.size === 0;
   }
 
   #installEverywhere(first: number, bytes: Uint8Array): void {
