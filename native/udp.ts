@@ -1,7 +1,7 @@
 /**
  * UDP sockets on libc, for mcdist's datagrams. A receiver takes a batch of datagrams per wake-up
- * (recvmmsg on a thread of Deno's blocking pool) into buffers allocated once; a send allocates
- * nothing. Why not node:dgram: under Deno it costs ~15 µs and a fresh zero-filled 64 KiB buffer
+ * (recvmmsg on a thread of Deno's blocking pool) into buffers allocated once, and handed to the
+ * receiver in place; a send allocates nothing. Why not node:dgram: under Deno it costs ~15 µs and a fresh zero-filled 64 KiB buffer
  * per datagram, and with the garbage that makes it was a fifth of all CPU time of a 16-clone
  * fan-out (each host receives every page).
  *
@@ -55,7 +55,7 @@ const IP_MULTICAST_IF = 32;
 const IP_MULTICAST_TTL = 33;
 const IP_MULTICAST_LOOP = 34;
 const IP_ADD_MEMBERSHIP = 35;
-/** Sockaddrs kept for destinations sent to (a server answers a handful of hosts). */
+/** Sockaddrs kept for destinations sent to, and senders (a server answers a handful of hosts). */
 const MAX_DESTINATIONS = 1024;
 /** Pause after a failed receive, so that a persistent failure does not spin. */
 const RETRY_MS = 10;
@@ -123,8 +123,9 @@ export class UdpSocket {
   }
 
   /**
-   * Calls `handle` with every datagram that arrives (its own copy) and its sender, until
-   * {@link close}. Datagrams too large for a slot are dropped.
+   * Calls `handle` with every datagram that arrives and its sender, until {@link close}. The
+   * bytes are a view of the receive buffer, valid during the call only: copy what is kept.
+   * Datagrams too large for a slot are dropped.
    */
   receive(handle: (bytes: Uint8Array, from: UdpEndpoint) => void): void {
     if (this.#receiving !== undefined) throw new Error("Cannot receive twice on one UDP socket");
@@ -174,6 +175,8 @@ class ReceiveRing {
   #names: Uint8Array;
   #namesView: DataView;
   #slots: Uint8Array;
+  /** Senders seen, by address and port: one object each rather than a string per datagram. */
+  #senders = new Map<number, UdpEndpoint>();
 
   constructor(batch: number) {
     this.vec = new Uint8Array(batch * MMSGHDR_SIZE);
@@ -203,19 +206,29 @@ class ReceiveRing {
     }
   }
 
-  /** Message `i` of the last receive (a copy), or undefined when it was truncated. */
+  /** Message `i` of the last receive (a view of its slot), or undefined when it was truncated. */
   datagram(i: number): { bytes: Uint8Array; from: UdpEndpoint } | undefined {
     const m = i * MMSGHDR_SIZE;
     if (this.#view.getInt32(m + 48, true) & MSG_TRUNC) return undefined;
     const length = this.#view.getUint32(m + 56, true);
-    const name = i * SOCKADDR_IN_SIZE;
     return {
-      bytes: this.#slots.slice(i * SLOT_BYTES, i * SLOT_BYTES + length),
-      from: {
-        address: this.#names.subarray(name + 4, name + 8).join("."),
-        port: this.#namesView.getUint16(name + 2, false),
-      },
+      bytes: this.#slots.subarray(i * SLOT_BYTES, i * SLOT_BYTES + length),
+      from: this.#sender(i),
     };
+  }
+
+  #sender(i: number): UdpEndpoint {
+    const name = i * SOCKADDR_IN_SIZE;
+    const address = this.#namesView.getUint32(name + 4, false);
+    const port = this.#namesView.getUint16(name + 2, false);
+    const key = address * 65536 + port;
+    let sender = this.#senders.get(key);
+    if (sender === undefined) {
+      sender = { address: this.#names.subarray(name + 4, name + 8).join("."), port };
+      if (this.#senders.size >= MAX_DESTINATIONS) this.#senders.clear();
+      this.#senders.set(key, sender);
+    }
+    return sender;
   }
 }
 

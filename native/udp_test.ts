@@ -5,13 +5,13 @@ function collect(socket: UdpSocket, want: number) {
   const got: { bytes: Uint8Array; port: number; address: string }[] = [];
   const done = Promise.withResolvers<void>();
   socket.receive((bytes, from) => {
-    got.push({ bytes, ...from });
+    got.push({ bytes: bytes.slice(), ...from }); // valid during the call only
     if (got.length === want) done.resolve();
   });
   return { got, done: done.promise };
 }
 
-Deno.test("datagrams arrive whole, in batches, each its own copy, with the sender's address", async () => {
+Deno.test("datagrams arrive whole, in batches, with the sender's address", async () => {
   const rx = UdpSocket.bind("127.0.0.1", 0, { batch: 4 });
   const tx = UdpSocket.bind("127.0.0.1", 0);
   try {
@@ -28,8 +28,6 @@ Deno.test("datagrams arrive whole, in batches, each its own copy, with the sende
       assert.equal(g.port, tx.port);
       assert.equal(g.address, "127.0.0.1");
     }
-    got[4].bytes.fill(0);
-    assert.ok(got[3].bytes.every((b) => b === 4), "copies do not share a slot");
   } finally {
     await Promise.all([rx.close(), tx.close()]);
   }

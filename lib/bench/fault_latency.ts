@@ -152,7 +152,7 @@ async function openTap(via: Via, forkId: Uint8Array, key: Uint8Array, pages: num
     : via.snapshot
     ? { kind: "snapshot", buffers: via.snapshot.sharedBuffers() }
     : { kind: "unicast", access };
-  const fork = new ForkPages(client);
+  const fork = new ForkPages(client, pages);
   const memory = new WebAssembly.Memory({
     initial: Math.ceil(pages / 16),
     maximum: Math.ceil(pages / 16),

@@ -593,11 +593,16 @@ export class AgentVms {
    * This host's page client for `fork`, shared by its clones of it (opened by the first user);
    * every user, whether or not the client opened, releases it once.
    */
-  #acquirePages(fork: string, openClient: () => Promise<PageClient>): Promise<ForkPages> {
+  #acquirePages(
+    fork: string,
+    pageCount: number,
+    openClient: () => Promise<PageClient>,
+  ): Promise<ForkPages> {
     let shared = this.#clientForks.get(fork);
     if (shared === undefined) {
       // Registered before any await so that the host's other clones of the fork share it.
-      shared = { pages: openClient().then((client) => new ForkPages(client)), users: 0 };
+      const pages = openClient().then((client) => new ForkPages(client, pageCount));
+      shared = { pages, users: 0 };
       this.#clientForks.set(fork, shared);
     }
     shared.users++;
@@ -639,7 +644,9 @@ export class AgentVms {
     // Lazy clones: the host listens for the fork's pages before its first clone is made, so
     // that it misses nothing its siblings on other hosts fetch meanwhile (making VMs takes a
     // while, hosts start at different times, and a page missed is a page sent again).
-    if (eager === undefined) void this.#acquirePages(fork, openClient).catch(() => {});
+    if (eager === undefined) {
+      void this.#acquirePages(fork, access.pageCount, openClient).catch(() => {});
+    }
     try {
       const module = await this.#module(sourceHash);
       const state = { ...fromDescriptor(d, resume), moduleHash: module.hash };
@@ -759,7 +766,7 @@ export class AgentVms {
     let pages: ForkPages;
     let memtap: Memtap;
     try {
-      pages = await this.#acquirePages(fork, openClient);
+      pages = await this.#acquirePages(fork, pageMap.length, openClient);
       memtap = await Memtap.open({
         memory,
         pageMap,

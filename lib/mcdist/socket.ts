@@ -70,7 +70,10 @@ export function openGroupReceiver(group: string, port: number, iface: string): U
   return socket;
 }
 
-/** Routes datagrams through the optional shim to `handle`. */
+/**
+ * Routes datagrams through the optional shim to `handle`. The bytes are valid during the call
+ * only (a copy goes to a shim, which may deliver later).
+ */
 export function onDatagram(
   socket: UdpSocket,
   shim: InboundShim | undefined,
@@ -78,7 +81,7 @@ export function onDatagram(
 ): void {
   socket.receive((bytes, from) => {
     if (shim === undefined) handle(bytes, from);
-    else shim(bytes, (delivered) => handle(delivered, from));
+    else shim(bytes.slice(), (delivered) => handle(delivered, from));
   });
 }
 

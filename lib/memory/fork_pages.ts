@@ -3,7 +3,8 @@
  * fork. Any page that arrives (asked for by one clone, or pushed) is installed into every local
  * memtap that still lacks it, and kept: a clone that starts later, or faults after its siblings,
  * gets the page from this host instead of asking the memory server again, so a host fetches each
- * page once whenever its clones start.
+ * page once whenever its clones start. What arrived is copied into one store of the fork's size
+ * (memory is taken only as pages are written): the transport's buffers are reused.
  *
  * @module
  */
@@ -18,14 +19,25 @@ const PAGE_BYTES = 4096;
 export class ForkPages {
   #client: PageClient;
   #memtaps = new Set<Memtap>();
-  /** Page number → its clone-time contents (views of what arrived; nothing is copied). */
-  #received = new Map<number, Uint8Array>();
+  /** Clone-time contents of the pages that arrived, at page × 4 KiB. */
+  #store: Uint8Array;
+  /** 1 for each page in the store. */
+  #held: Uint8Array;
+  #heldCount = 0;
 
-  constructor(client: PageClient) {
+  constructor(client: PageClient, pageCount: number) {
     this.#client = client;
+    this.#store = new Uint8Array(pageCount * PAGE_BYTES);
+    this.#held = new Uint8Array(pageCount);
     client.onPages((first, bytes) => {
       for (let i = 0; i * PAGE_BYTES < bytes.byteLength; i++) {
-        this.#received.set(first + i, bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES));
+        if (this.#held[first + i] === 1) continue;
+        this.#held[first + i] = 1;
+        this.#heldCount++;
+        this.#store.set(
+          bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES),
+          (first + i) * PAGE_BYTES,
+        );
       }
       this.#installEverywhere(first, bytes);
     });
@@ -38,7 +50,7 @@ export class ForkPages {
 
   /** Pages this host holds. */
   get pagesHeld(): number {
-    return this.#received.size;
+    return this.#heldCount;
   }
 
   /** What a memtap asks: pages this host already holds are installed at once, the rest fetched. */
@@ -46,9 +58,13 @@ export class ForkPages {
     request: (pages) => {
       const missing: number[] = [];
       for (const page of pages) {
-        const bytes = this.#received.get(page);
-        if (bytes === undefined) missing.push(page);
-        else this.#installEverywhere(page, bytes);
+        if (this.#held[page] !== 1) missing.push(page);
+        else {
+          this.#installEverywhere(
+            page,
+            this.#store.subarray(page * PAGE_BYTES, (page + 1) * PAGE_BYTES),
+          );
+        }
       }
       if (missing.length > 0) this.#client.request(missing);
     },

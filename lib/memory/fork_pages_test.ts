@@ -66,7 +66,7 @@ Deno.test("a clone that starts late gets its siblings' pages from the host", asy
   const expected = (pages: number[]) =>
     pages.map((p) => pageChecksum(new Int32Array(contents.buffer, p * PS, PS / 4)));
   const client = new RecordingClient(contents);
-  const pages = new ForkPages(client);
+  const pages = new ForkPages(client, PAGES);
   const first = await clone(pages);
   const second: { memtap?: Memtap } = {};
   try {

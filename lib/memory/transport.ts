@@ -86,7 +86,10 @@ export interface ForkAccess {
 export interface PageClient {
   /** Asks for pages (deduplicated and batched by the client); they arrive via onPages. */
   request(pages: number[]): void;
-  /** Every page run that arrives, asked for or not (a sibling's request is our prefetch). */
+  /**
+   * Every page run that arrives, asked for or not (a sibling's request is our prefetch). The
+   * bytes are the transport's buffer, valid during the call only: copy what is kept.
+   */
   onPages(listener: (firstPage: number, bytes: Uint8Array) => void): void;
   /** Settles with an error when the server stopped answering after retries. */
   readonly failed: Promise<Error>;
