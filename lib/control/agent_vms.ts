@@ -586,6 +586,7 @@ export class AgentVms {
     tap.allowRefill();
     tap.pages.detach(tap.memtap);
     await tap.memtap.close();
+    tap.pages.askAgain();
     await this.#releasePages(tap.fork);
   }
 
@@ -771,6 +772,7 @@ export class AgentVms {
         memory,
         pageMap,
         source: pages.source,
+        hostAsked: pages.asked,
         fetchTimeoutMs: MEMTAP_FETCH_TIMEOUT_MS,
         retries: 1,
         ...this.#directRoute(fork, route),

@@ -97,7 +97,17 @@ export interface InitMemtap extends InitCommon {
   timing: SharedArrayBuffer;
   /** Resolve PRESENT pages in the worker; absent: report them to the owner ("fault"). */
   direct?: DirectSnapshot | DirectUnicast;
+  /**
+   * Uint8Array(pageCount) shared by every clone of the fork on this host (ForkPages): 0 nobody
+   * asked, {@link HOST_ASKED} a clone's fault was reported and the page is on its way (it will be
+   * installed into every clone: a fault on it is not reported again), {@link HOST_HELD} the host
+   * holds it (a fault is reported, and answered from the host).
+   */
+  hostAsked?: SharedArrayBuffer;
 }
+
+export const HOST_ASKED = 1;
+export const HOST_HELD = 2;
 
 /** Copy-on-write: save then un-protect write-protected pages. */
 export interface InitSnapshot extends InitCommon {

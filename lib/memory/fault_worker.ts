@@ -43,6 +43,7 @@ import {
 import {
   type FromWorker,
   GEN,
+  HOST_ASKED,
   type InitMemtap,
   type InitProtector,
   type InitSnapshot,
@@ -91,6 +92,7 @@ let stash: Uint8Array | undefined;
 let marks: Uint8Array;
 let state: Uint8Array;
 let stats: Int32Array;
+let hostAsked: Uint8Array | undefined;
 /** Direct resolution of PRESENT pages (memtap role), while it works. */
 let direct: SnapshotResolver | UnicastResolver | undefined;
 /** Poll interval while pages are outstanding on the direct connection (idle check). */
@@ -115,6 +117,7 @@ function setUp(message: InitMemtap | InitSnapshot): void {
     marks = new Uint8Array(message.marks);
     state = new Uint8Array(message.state);
     stats = new Int32Array(message.stats);
+    hostAsked = message.hostAsked ? new Uint8Array(message.hostAsked) : undefined;
     openDirect(message);
   } else {
     live = new Uint8Array(message.memory);
@@ -224,6 +227,15 @@ function handleMissing(bytes: Uint8Array, count: number): void {
     if (marks[page] === PAGE_PRESENT) {
       // Ask once: whoever moves it from missing owns the request.
       if (Atomics.compareExchange(state, page, STATE_MISSING, STATE_REQUESTED) === STATE_MISSING) {
+        // A sibling on this host asked the page source already: the page will be installed
+        // here too. Checked after the state moved to requested, which the owner reads after
+        // marking a page held. Not while resolving directly: those pages reach this clone only.
+        if (
+          direct === undefined && hostAsked &&
+          Atomics.compareExchange(hostAsked, page, 0, HOST_ASKED) === HOST_ASKED
+        ) {
+          continue;
+        }
         (pages ??= []).push(page);
       } else if (direct instanceof UnicastResolver) {
         direct.noteFault(page, at); // asked for by fill(): time the fault that now waits on it

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { HOST_ASKED, HOST_HELD } from "./fault_protocol.ts";
 import type { Memtap, PageSource } from "./memtap.ts";
 import type { PageClient } from "./transport.ts";
 
@@ -21,18 +22,22 @@ export class ForkPages {
   #memtaps = new Set<Memtap>();
   /** Clone-time contents of the pages that arrived, at page × 4 KiB. */
   #store: Uint8Array;
-  /** 1 for each page in the store. */
-  #held: Uint8Array;
+  /**
+   * Per page, shared with the clones' fault workers: asked for (HOST_ASKED), in the store
+   * (HOST_HELD), or neither.
+   */
+  readonly asked: Uint8Array;
   #heldCount = 0;
 
   constructor(client: PageClient, pageCount: number) {
     this.#client = client;
     this.#store = new Uint8Array(pageCount * PAGE_BYTES);
-    this.#held = new Uint8Array(pageCount);
+    this.asked = new Uint8Array(new SharedArrayBuffer(pageCount));
     client.onPages((first, bytes) => {
       for (let i = 0; i * PAGE_BYTES < bytes.byteLength; i++) {
-        if (this.#held[first + i] === 1) continue;
-        this.#held[first + i] = 1;
+        // Held before installing: a fault worker that still sees HOST_ASKED afterwards has
+        // already marked its page requested, so the install below reaches its clone.
+        if (Atomics.exchange(this.asked, first + i, HOST_HELD) === HOST_HELD) continue;
         this.#heldCount++;
         this.#store.set(
           bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES),
@@ -58,7 +63,7 @@ export class ForkPages {
     request: (pages) => {
       const missing: number[] = [];
       for (const page of pages) {
-        if (this.#held[page] !== 1) missing.push(page);
+        if (this.asked[page] !== HOST_HELD) missing.push(page);
         else {
           this.#installEverywhere(
             page,
@@ -78,6 +83,20 @@ export class ForkPages {
   /** Stop feeding `memtap` (before closing it). */
   detach(memtap: Memtap): void {
     this.#memtaps.delete(memtap);
+  }
+
+  /**
+   * Asks again for every page a clone asked for that has not arrived. Call after a memtap
+   * closed: clones do not report faults on pages a sibling asked for, and a clone that goes may
+   * take with it a report that never reached the page source.
+   */
+  askAgain(): void {
+    if (this.#memtaps.size === 0) return; // nobody waits
+    const pages: number[] = [];
+    for (let page = 0; page < this.asked.length; page++) {
+      if (Atomics.load(this.asked, page) === HOST_ASKED) pages.push(page);
+    }
+    if (pages.length > 0) this.#client.request(pages);
   }
 
   #installEverywhere(first: number, bytes: Uint8Array): void {

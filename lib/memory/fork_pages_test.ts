@@ -1,6 +1,7 @@
-// Two clones of one fork on one host, the second started after the first fetched its pages: it
-// gets them from the host, the memory server is not asked again.
+// Clones of one fork on one host share what the host fetched: a clone started late gets its
+// siblings' pages from the host, and clones faulting together ask for each page once.
 import assert from "node:assert/strict";
+import { HOST_ASKED } from "./fault_protocol.ts";
 import { ForkPages } from "./fork_pages.ts";
 import { Memtap } from "./memtap.ts";
 import { PAGE_PRESENT } from "./page_mark.ts";
@@ -16,12 +17,26 @@ class RecordingClient implements PageClient {
   readonly failed = new Promise<Error>(() => {});
   requests: number[] = [];
   #listeners: ((first: number, bytes: Uint8Array) => void)[] = [];
+  #held: number[] | undefined;
   constructor(readonly contents: Uint8Array) {}
   request(pages: number[]): void {
     this.requests.push(...pages);
+    if (this.#held !== undefined) {
+      this.#held.push(...pages);
+      return;
+    }
     setTimeout(() => {
       for (const page of pages) this.deliver(page);
     }, 0);
+  }
+  /** Answers nothing until {@link release}. */
+  hold(): void {
+    this.#held = [];
+  }
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const page of held) this.deliver(page);
   }
   deliver(page: number): void {
     const bytes = this.contents.slice(page * PS, (page + 1) * PS);
@@ -45,6 +60,7 @@ async function clone(pages: ForkPages): Promise<{ memtap: Memtap; memory: WebAss
     pageSize: PS,
     pageMap: new Uint8Array(PAGES).fill(PAGE_PRESENT),
     source: pages.source,
+    hostAsked: pages.asked,
   });
   pages.attach(memtap);
   return { memtap, memory };
@@ -88,5 +104,65 @@ Deno.test("a clone that starts late gets its siblings' pages from the host", asy
       pages.detach(second.memtap);
       await second.memtap.close();
     }
+  }
+});
+
+Deno.test("clones faulting on the same pages together ask for each once; all get them", async () => {
+  const contents = new Uint8Array(PAGES * PS);
+  for (let p = 0; p < PAGES; p++) contents.fill(p + 1, p * PS, (p + 1) * PS);
+  const client = new RecordingClient(contents);
+  const pages = new ForkPages(client, PAGES);
+  const clones = [await clone(pages), await clone(pages), await clone(pages)];
+  try {
+    client.hold();
+    const wanted = [2, 7, 11, 30];
+    const touches = clones.map((c) => checksums(c.memory, wanted));
+    // Every clone's first fault is in (each blocks on it) before any page comes.
+    for (let i = 0; i < 200 && clones.some((c) => c.memtap.stats().faults === 0); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.ok(clones.every((c) => c.memtap.stats().faults > 0), "every clone faulted");
+    // Pages come one by one, each after all three clones wait on it.
+    for (let n = 1; n <= wanted.length; n++) {
+      for (let i = 0; i < 200 && clones.some((c) => c.memtap.stats().faults < n); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      client.release();
+      client.hold();
+    }
+    client.release();
+    const sums = wanted.map((p) => pageChecksum(new Int32Array(contents.buffer, p * PS, PS / 4)));
+    for (const result of await Promise.all(touches)) assert.deepEqual(result, sums);
+    assert.deepEqual(client.requests, wanted, "one request a page for the three clones");
+    assert.equal(
+      clones.reduce((n, c) => n + c.memtap.stats().faults, 0),
+      3 * wanted.length,
+      "each clone faulted on each page",
+    );
+  } finally {
+    for (const c of clones) {
+      pages.detach(c.memtap);
+      await c.memtap.close();
+    }
+  }
+});
+
+Deno.test("after a clone leaves, pages asked for and not arrived are asked for again", async () => {
+  const client = new RecordingClient(new Uint8Array(PAGES * PS));
+  const pages = new ForkPages(client, PAGES);
+  const stays = await clone(pages);
+  try {
+    // A leaving clone's worker marked 5 and 9 asked (its siblings will not report them); 9 came.
+    Atomics.store(pages.asked, 5, HOST_ASKED);
+    Atomics.store(pages.asked, 9, HOST_ASKED);
+    client.deliver(9);
+    pages.askAgain();
+    assert.deepEqual(client.requests, [5]);
+    pages.detach(stays.memtap);
+    pages.askAgain();
+    assert.deepEqual(client.requests, [5], "no clone left to wait for it");
+  } finally {
+    pages.detach(stays.memtap);
+    await stays.memtap.close();
   }
 });

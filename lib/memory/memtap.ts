@@ -99,6 +99,11 @@ export interface MemtapOptions {
   retries?: number;
   /** Resolve PRESENT pages in the fault worker (see {@link MemtapDirect}). */
   direct?: MemtapDirect;
+  /**
+   * The host's record of the fork's pages asked for (ForkPages.asked): a fault on a page a
+   * sibling clone already asked for is not reported, the page being installed everywhere.
+   */
+  hostAsked?: Uint8Array;
 }
 
 /** Counters of a memtap. */
@@ -113,10 +118,13 @@ export interface MemtapStats {
   pagesInstalledUnrequested: number;
   /** Requests repeated after a timeout. */
   pagesReRequested: number;
-  /** Fault read → page installed, over fetched pages (µs; last 65,536 faults). */
+  /**
+   * Fault read → page installed, over the faults this memtap asked for (µs; last 65,536): not
+   * those on pages a sibling clone had asked for already (see hostAsked).
+   */
   faultP50Us: number;
   faultP99Us: number;
-  /** Sum over fetched faults of the time the faulting thread waited (ms). */
+  /** Sum over the same faults of the time the faulting thread waited (ms). */
   stalledMs: number;
   /** How PRESENT pages are resolved now: by the worker itself, or through the page source. */
   resolver: "snapshot" | "unicast" | "source";
@@ -148,7 +156,9 @@ interface InFlight {
 }
 
 const LATENCY_RING = 65536;
-type RequiredOptions = Required<Omit<MemtapOptions, "direct">> & Pick<MemtapOptions, "direct">;
+type RequiredOptions =
+  & Required<Omit<MemtapOptions, "direct" | "hostAsked">>
+  & Pick<MemtapOptions, "direct" | "hostAsked">;
 
 /** Memory-on-demand for one clone memory. */
 export class Memtap {
@@ -221,6 +231,7 @@ export class Memtap {
       stats: this.#workerStats.buffer as SharedArrayBuffer,
       timing: this.#timing.buffer as SharedArrayBuffer,
       ...(direct ? { direct } : {}),
+      ...(options.hostAsked ? { hostAsked: options.hostAsked.buffer as SharedArrayBuffer } : {}),
     }, {
       onFault: (pages, at) => this.#onFault(pages, at),
       onFilled: () => this.#directFilled?.resolve(true),
