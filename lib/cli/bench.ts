@@ -116,10 +116,23 @@ function fanoutBench(): Command {
       parseCount(576, 65535),
       9000,
     )
+    .option(
+      "--repeat <n>",
+      "runs of each clone count; the median is reported",
+      parseCount(1, 99),
+      3,
+    )
     .option("--json", "last line: one JSON object")
     .action(
       async (
-        f: { loss: number; memoryMib: number; pages: number; mtu: number; json?: boolean },
+        f: {
+          loss: number;
+          memoryMib: number;
+          pages: number;
+          mtu: number;
+          repeat: number;
+          json?: boolean;
+        },
       ) => {
         report(
           f.json,
@@ -128,6 +141,7 @@ function fanoutBench(): Command {
             memoryMib: f.memoryMib,
             workingSetPages: f.pages,
             mtu: f.mtu,
+            repeat: f.repeat,
             log: progress,
           }),
         );
