@@ -440,13 +440,9 @@ export function tcpListen(
   const fd = check(where, libc().socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   try {
     setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, `${where}: set SO_REUSEADDR`);
-    // addr: read during the synchronous bind only.
-    check(where, libc().bind(fd, addr, SOCKADDR_IN_SIZE));
+    const bound = bindPort(fd, addr, where);
     check(where, libc().listen(fd, backlog));
-    // getsockname fills addr (16 bytes) and len (socklen_t) during the synchronous call.
-    const len = new Uint8Array(new Uint32Array([SOCKADDR_IN_SIZE]).buffer);
-    check(where, libc().getsockname(fd, addr, len));
-    return { fd, port: new DataView(addr.buffer).getUint16(2, false) };
+    return { fd, port: bound };
   } catch (e) {
     libc().close(fd);
     throw e;
@@ -489,15 +485,20 @@ export function udpBind(
   const fd = check(where, libc().socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   try {
     if (reuseAddr) setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, `${where}: set SO_REUSEADDR`);
-    // addr: read during the synchronous bind, then filled by getsockname.
-    check(where, libc().bind(fd, addr, SOCKADDR_IN_SIZE));
-    const len = new Uint8Array(new Uint32Array([SOCKADDR_IN_SIZE]).buffer);
-    check(where, libc().getsockname(fd, addr, len));
-    return { fd, port: new DataView(addr.buffer).getUint16(2, false) };
+    return { fd, port: bindPort(fd, addr, where) };
   } catch (e) {
     libc().close(fd);
     throw e;
   }
+}
+
+/** bind(fd, addr), then the port bound (getsockname: port 0 asks for any). */
+function bindPort(fd: number, addr: Uint8Array, where: string): number {
+  // addr: read during the synchronous bind, then filled by the synchronous getsockname.
+  check(where, libc().bind(fd, addr, SOCKADDR_IN_SIZE));
+  const len = new Uint8Array(new Uint32Array([SOCKADDR_IN_SIZE]).buffer);
+  check(where, libc().getsockname(fd, addr, len));
+  return new DataView(addr.buffer).getUint16(2, false);
 }
 
 /** setsockopt(fd, level, name, value); `value` is read during the synchronous call only. */
