@@ -156,7 +156,8 @@ export class UdpSocket {
         await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
         continue;
       }
-      for (let i = 0; i < count; i++) {
+      // A handler may close the socket: nothing is delivered after that.
+      for (let i = 0; i < count && !this.#closed; i++) {
         const datagram = ring.datagram(i);
         if (datagram !== undefined) handle(datagram.bytes, datagram.from);
       }

@@ -74,3 +74,24 @@ Deno.test("bad addresses are refused with the operation named", () => {
     void socket.close();
   }
 });
+
+Deno.test("a handler that closes its socket gets nothing more of the batch", async () => {
+  const rx = UdpSocket.bind("127.0.0.1", 0);
+  const tx = UdpSocket.bind("127.0.0.1", 0);
+  try {
+    for (let i = 0; i < 5; i++) {
+      tx.send(new Uint8Array([i]), { address: "127.0.0.1", port: rx.port });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20)); // all five queued: one batch
+    const got: number[] = [];
+    const closed = Promise.withResolvers<void>();
+    rx.receive((bytes) => {
+      got.push(bytes[0]);
+      if (got.length === 2) rx.close().then(closed.resolve);
+    });
+    await closed.promise;
+    assert.deepEqual(got, [0, 1]);
+  } finally {
+    await Promise.all([rx.close(), tx.close()]);
+  }
+});
