@@ -139,7 +139,10 @@ export interface FillMemory {
   gen: number;
 }
 
-/** Leave the serve loop for good and answer "stopped". */
+/**
+ * End the session: leave the serve loop, forget the memory, answer "stopped"; the worker then
+ * waits for another "init" (its owner may hand it to the next memtap or snapshot).
+ */
 export interface StopWorker {
   kind: "stop";
   gen: number;

@@ -124,6 +124,16 @@ function setUp(message: InitMemtap | InitSnapshot): void {
   }
 }
 
+/** Forgets the session, so that the worker can serve another memtap or snapshot. */
+function tearDown(): void {
+  init = undefined;
+  stash = undefined;
+  hostAsked = undefined;
+  snapshots.clear();
+  // Nothing of the last VM's memory stays reachable from an idle worker.
+  live = marks = state = new Uint8Array(0);
+}
+
 function openDirect(message: InitMemtap): void {
   const d = message.direct;
   if (d === undefined) return;
@@ -392,8 +402,8 @@ self.onmessage = (event: MessageEvent<ToWorker | InitProtector | ProtectRange>) 
     }
     apply(message);
     if (message.kind === "stop") {
+      tearDown();
       post({ kind: "stopped" });
-      self.close();
       return;
     }
     resume();

@@ -54,6 +54,11 @@ export function holdFaultWorkers(size: number): () => void {
   return spares.hold(size);
 }
 
+/** Fault workers waiting idle (for tests). */
+export function idleFaultWorkers(): number {
+  return spares.idle;
+}
+
 // eventfd increment (u64 1), 8 bytes; written synchronously.
 const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
@@ -106,7 +111,8 @@ export class FaultWorkerHandle {
           this.#events.onDirectFailed?.(message.message);
           break;
         case "stopped":
-          this.#finish();
+          // Its serve loop is over and the session forgotten: another memtap may have it.
+          this.#finish(worker);
           break;
         case "error": {
           const error = new FaultWorkerError(`Cannot serve page faults: ${message.message}`);
@@ -153,9 +159,16 @@ export class FaultWorkerHandle {
     if (wasAlive) this.#events.onError(error);
   }
 
-  #finish(): void {
+  /** Ends the session; a worker that `stopped` cleanly goes back to the spares. */
+  #finish(reusable?: Worker): void {
     if (this.#efd < 0) return;
-    this.#worker?.terminate();
+    if (reusable !== undefined) {
+      reusable.onmessage = null;
+      reusable.onerror = null;
+      spares.give(reusable);
+    } else {
+      this.#worker?.terminate();
+    }
     close(this.#efd);
     this.#efd = -1;
     this.#alive = false;

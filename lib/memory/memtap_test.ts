@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { isUserfaultfdAvailable, NO_UFFD_ENV } from "./availability.ts";
+import { holdFaultWorkers, idleFaultWorkers } from "./fault_worker_handle.ts";
 import { Memtap, MemtapError, type PageSource } from "./memtap.ts";
 import { PAGE_PRESENT, PAGE_ZERO } from "./page_mark.ts";
 import { pageChecksum } from "./testdata/checksum.ts";
@@ -97,6 +98,42 @@ Deno.test("memtap fills a clone lazily with exactly the source's pages", async (
     } finally {
       await memtap.close();
     }
+  }
+});
+
+Deno.test("a closed memtap's fault worker goes back to the spares and serves the next clone", async () => {
+  const release = holdFaultWorkers(1);
+  try {
+    const deadline = Date.now() + 10_000;
+    while (idleFaultWorkers() < 1) {
+      assert.ok(Date.now() < deadline, "no spare fault worker started");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const pages = 64;
+    for (let round = 0; round < 2; round++) {
+      const memory = sharedMemory(pages / 16);
+      const contents = randomContents(pages);
+      const source = new FakeSource(contents, "later");
+      const memtap = await openWith(memory, new Uint8Array(pages).fill(PAGE_PRESENT), source);
+      assert.equal(idleFaultWorkers(), 0, "memtap did not take the spare");
+      try {
+        const sample = shuffledSample(20, pages);
+        const touch = touchPages({
+          buffer: memory.buffer as SharedArrayBuffer,
+          pages: sample,
+          pageSize: PS,
+          mode: "checksum",
+        });
+        const { sums } = await touch.result;
+        assert.deepEqual(sums, sample.map((p) => checksumOf(contents, p)));
+      } finally {
+        await memtap.close();
+      }
+      // Back at once, long before the pool would have started a replacement.
+      assert.equal(idleFaultWorkers(), 1, `round ${round}: the worker was not given back`);
+    }
+  } finally {
+    release();
   }
 });
 

@@ -54,6 +54,15 @@ export class SpareWorkers {
     return worker;
   }
 
+  /**
+   * Takes back a worker that finished its task and is ready for another (it kept its loaded
+   * script and compiled code); ends it if the pool is full.
+   */
+  give(worker: Worker): void {
+    if (this.#idle.length < this.#target) this.#idle.push(worker);
+    else worker.terminate();
+  }
+
   /** Keeps at least `size` idle workers while held; returns the release function. */
   hold(size: number): () => void {
     const key = Symbol("holder");
