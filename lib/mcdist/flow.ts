@@ -1,8 +1,8 @@
 /**
  * Flow control for the server's multicast: a token-bucket pacer whose rate follows the
  * receivers' reports. A receiver that gets much less than was sent (more than random loss would
- * explain) pulls the rate down to what it manages; while every receiver keeps up and there is a
- * backlog, the rate creeps up again.
+ * explain) while pages are being asked for again (lost, not merely late) pulls the rate down to
+ * what it manages; otherwise, while there is a backlog, the rate creeps up again.
  *
  * @module
  */
@@ -14,6 +14,13 @@ export interface FlowOptions {
   maxRate: number;
   /** Share of datagrams a receiver may miss before it counts as overrun (random loss). */
   lossTolerance: number;
+  /**
+   * Share of the datagrams sent that must be pages sent again (asked for after they went) for a
+   * receiver behind the rate to count as overrun. A receiver on a busy host reads its socket late,
+   * in bursts: its rate dips below ours while its buffer holds the rest, and nothing is lost. An
+   * overrun one drops datagrams, and their pages are asked for again.
+   */
+  overrunLoss: number;
   /** Multiplicative increase per good report while there is a backlog. */
   increase: number;
   /**
@@ -34,6 +41,7 @@ export const DEFAULT_FLOW: FlowOptions = {
   minRate: 500,
   maxRate: 30_000,
   lossTolerance: 0.35,
+  overrunLoss: 0.1,
   increase: 1.05,
   burst: 256,
   holdMs: 200,
@@ -95,6 +103,22 @@ export class Pacer {
   }
 }
 
+/** Rates in datagrams a second, over the same recent window. */
+export interface FlowReport {
+  /** What the receiver says it got. */
+  received: number;
+  /** What the server sent it (multicast, plus unicast to it). */
+  sent: number;
+  /** Of `sent`, pages sent again because they were asked for after they went. */
+  resent: number;
+  /**
+   * Whether the server had more to send than the rate allowed. Only then can a receiver be
+   * overrun: without a backlog the server sends what was asked, as fast as asked, and the two
+   * rates are measured over windows too unaligned to compare.
+   */
+  backlog: boolean;
+}
+
 /** The multicast rate of one fork, steered by its receivers' reports. */
 export class FlowController {
   readonly options: FlowOptions;
@@ -111,17 +135,13 @@ export class FlowController {
     return this.#rate;
   }
 
-  /**
-   * One receiver said it got `received` datagrams a second while we sent `sent` a second;
-   * `backlog` says whether the server had more to send than the rate allowed. Only then can a
-   * receiver be overrun: without a backlog the server sends what was asked, as fast as asked,
-   * and the two rates are measured over windows too unaligned to compare.
-   */
-  report(received: number, sent: number, backlog: boolean, nowMs: number): void {
-    const { minRate, maxRate, lossTolerance, increase, holdMs } = this.options;
+  /** One receiver's report, judged against what the server sent meanwhile. */
+  report(r: FlowReport, nowMs: number): void {
+    const { minRate, maxRate, lossTolerance, overrunLoss, increase, holdMs } = this.options;
+    const { received, sent } = r;
     // Too little was sent to judge a receiver by: an idle server learns nothing.
-    if (!backlog || sent < minRate / 2) return;
-    if (received < sent * (1 - lossTolerance)) {
+    if (!r.backlog || sent < minRate / 2) return;
+    if (received < sent * (1 - lossTolerance) && r.resent >= sent * overrunLoss) {
       if (nowMs - this.#lastDecrease < holdMs) return;
       this.#lastDecrease = nowMs;
       // Towards what the receiver manages, but at most halving per report (one report can be noise).

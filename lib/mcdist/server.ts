@@ -121,6 +121,8 @@ class ForkState {
   /** PAGES datagrams sent to the group, and to each unicast receiver: what its report is held to. */
   readonly sentMeter = new RateMeter();
   readonly unicastMeters = new Map<string, RateMeter>();
+  /** Of those, datagrams of pages sent again (flow control's sign of loss). */
+  readonly resentMeter = new RateMeter();
   /** Pages asked for, to multicast in request order. */
   readonly multicast = new Set<number>();
   /** Pages read ahead or pushed to the group, sent when no asked-for page is waiting. */
@@ -318,7 +320,12 @@ export class McdistServer implements PushingPageServer {
   #flowReport(state: ForkState, received: number, from: Endpoint, now: number): void {
     const sent = state.sentMeter.rate(now, REPORT_WINDOW_MS) +
       (state.unicastMeters.get(endpointKey(from))?.rate(now, REPORT_WINDOW_MS) ?? 0);
-    state.flow.report(received, sent, state.hasWork(), now);
+    state.flow.report({
+      received,
+      sent,
+      resent: state.resentMeter.rate(now, REPORT_WINDOW_MS),
+      backlog: state.hasWork(),
+    }, now);
   }
 
   #request(state: ForkState, packet: Packet, runs: PageRun[], from: Endpoint, now: number): void {
@@ -600,8 +607,7 @@ export class McdistServer implements PushingPageServer {
         data,
       };
       this.#send(state, to, body, flags);
-      this.#sentMeter(state, to, multicast).add(1, now);
-      return 1;
+      return this.#sent(state, to, flags, 1, now);
     }
     const parts = Math.ceil(pageSize / room);
     const size = Math.ceil(pageSize / parts);
@@ -616,16 +622,20 @@ export class McdistServer implements PushingPageServer {
         data: chunk,
       }, flags);
     }
-    this.#sentMeter(state, to, multicast).add(parts, now);
-    return parts;
+    return this.#sent(state, to, flags, parts, now);
   }
 
-  #sentMeter(state: ForkState, to: Endpoint, multicast: boolean): RateMeter {
-    if (multicast) return state.sentMeter;
-    const key = endpointKey(to);
-    let meter = state.unicastMeters.get(key);
-    if (meter === undefined) state.unicastMeters.set(key, meter = new RateMeter());
-    return meter;
+  /** Counts `datagrams` of one send for flow control; returns them. */
+  #sent(state: ForkState, to: Endpoint, flags: number, datagrams: number, now: number): number {
+    let meter = state.sentMeter;
+    if (to !== state.group) {
+      const key = endpointKey(to);
+      meter = state.unicastMeters.get(key) ?? new RateMeter();
+      state.unicastMeters.set(key, meter);
+    }
+    meter.add(datagrams, now);
+    if ((flags & FLAG_RESENT) !== 0) state.resentMeter.add(datagrams, now);
+    return datagrams;
   }
 
   #send(state: ForkState, to: Endpoint, body: Body, flags: number): void {
