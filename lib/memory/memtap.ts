@@ -32,6 +32,7 @@ import {
   openUserfaultfd,
   uffdApi,
   uffdCopy,
+  UFFDIO_COPY_MODE_DONTWAKE,
   UFFDIO_REGISTER_MODE_MISSING,
   uffdRegister,
   uffdUnregister,
@@ -182,6 +183,9 @@ export class Memtap {
   #inFlight = new Map<number, InFlight>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  /** Pages installed but not woken yet: [#wakeFrom, #wakeTo), or -1 (none). */
+  #wakeFrom = -1;
+  #wakeTo = -1;
   #failure = Promise.withResolvers<MemtapError>();
   #failedWith: MemtapError | undefined;
   #pagesFetched = 0;
@@ -388,20 +392,50 @@ export class Memtap {
     let done = 0;
     while (done < bytes.byteLength) {
       // bytes: read by the kernel during this synchronous ioctl; the caller's view holds it.
-      const result = uffdCopy(this.#uffd, this.#base + first * ps + done, bytes.subarray(done));
+      const result = uffdCopy(
+        this.#uffd,
+        this.#base + first * ps + done,
+        bytes.subarray(done),
+        UFFDIO_COPY_MODE_DONTWAKE,
+      );
       if (result.errno === 0) {
         done = bytes.byteLength;
         break;
       }
       done += result.bytes - (result.bytes % ps);
-      if (result.errno === Errno.EEXIST && result.bytes === 0) {
-        // Already mapped (should not happen: only we install PRESENT pages): wake and move on.
-        uffdWake(this.#uffd, this.#base + first * ps + done, ps);
-        done += ps;
-      }
+      // Already mapped (should not happen: only we install PRESENT pages): the wake below.
+      if (result.errno === Errno.EEXIST && result.bytes === 0) done += ps;
       // EAGAIN, or EEXIST after progress: carry on from where the kernel stopped.
     }
+    this.#wakeLater(first, first + bytes.byteLength / ps);
     this.#markInstalled(first, bytes.byteLength / ps);
+  }
+
+  /**
+   * Wakes the threads waiting on pages [from, to) once the current task is over, together with
+   * every other page installed meanwhile. Pages come in batches (a datagram batch, a sibling's
+   * run): a VM woken on the first would run into the next before it is installed, and fault
+   * again; woken after the batch, it runs through all of them. Any page installed may have a
+   * waiter (its fault not read yet), so the whole span is woken; a thread woken on a page
+   * still missing just faults again.
+   */
+  #wakeLater(from: number, to: number): void {
+    if (this.#wakeFrom < 0) {
+      this.#wakeFrom = from;
+      this.#wakeTo = to;
+      queueMicrotask(() => this.#wakeInstalled());
+    } else {
+      this.#wakeFrom = Math.min(this.#wakeFrom, from);
+      this.#wakeTo = Math.max(this.#wakeTo, to);
+    }
+  }
+
+  #wakeInstalled(): void {
+    const ps = this.#pageSize;
+    const [from, to] = [this.#wakeFrom, this.#wakeTo];
+    this.#wakeFrom = this.#wakeTo = -1;
+    // Closing unregistered the range, which woke everyone.
+    if (!this.#closed) uffdWake(this.#uffd, this.#base + from * ps, (to - from) * ps);
   }
 
   #markInstalled(first: number, count: number): void {

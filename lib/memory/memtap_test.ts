@@ -137,6 +137,46 @@ Deno.test("a closed memtap's fault worker goes back to the spares and serves the
   }
 });
 
+Deno.test("memtap wakes a clone after a batch of installs, not at its first page", async () => {
+  const pages = 256;
+  const batch = 8;
+  const memory = sharedMemory(pages / 16);
+  const contents = randomContents(pages);
+  // Answers each fault with the batch it starts, one install a page, as datagrams arrive.
+  const source: PageSource = {
+    request(asked) {
+      setTimeout(() => {
+        for (const page of asked) {
+          for (let p = page; p < Math.min(pages, page + batch); p++) {
+            memtap.install(p, contents.subarray(p * PS, (p + 1) * PS));
+          }
+        }
+      }, 0);
+    },
+  };
+  const memtap = await Memtap.open({
+    memory,
+    pageSize: PS,
+    pageMap: new Uint8Array(pages).fill(PAGE_PRESENT),
+    source,
+  });
+  try {
+    const order = Array.from({ length: pages }, (_, i) => i);
+    const touch = touchPages({
+      buffer: memory.buffer as SharedArrayBuffer,
+      pages: order,
+      pageSize: PS,
+      mode: "checksum",
+    });
+    const { sums } = await touch.result;
+    assert.deepEqual(sums, order.map((p) => checksumOf(contents, p)));
+    // Woken at its first page, the toucher would race the installs of the rest.
+    assert.equal(memtap.stats().faults, pages / batch);
+  } finally {
+    await memtap.close();
+  }
+});
+
 Deno.test("memtap installs unrequested pages once and never asks for them", async () => {
   const pages = 64;
   const memory = sharedMemory(pages / 16);
