@@ -75,9 +75,21 @@ export class ForkPages {
     },
   };
 
-  /** Feed arriving pages to `memtap` until {@link detach}. */
+  /**
+   * Feed arriving pages to `memtap` until {@link detach}, starting with those this host holds
+   * already: a clone made after its siblings got going would otherwise fault on each of them,
+   * one round trip to this thread at a time.
+   */
   attach(memtap: Memtap): void {
     this.#memtaps.add(memtap);
+    let first = -1;
+    for (let page = 0; page <= this.asked.length; page++) {
+      const held = page < this.asked.length && this.asked[page] === HOST_HELD;
+      if (held && first < 0) first = page;
+      if (held || first < 0) continue;
+      memtap.install(first, this.#store.subarray(first * PAGE_BYTES, page * PAGE_BYTES));
+      first = -1;
+    }
   }
 
   /** Stop feeding `memtap` (before closing it). */

@@ -76,7 +76,7 @@ async function checksums(memory: WebAssembly.Memory, pages: number[]): Promise<n
   return (await touch.result).sums;
 }
 
-Deno.test("a clone that starts late gets its siblings' pages from the host", async () => {
+Deno.test("a clone that starts late gets its siblings' pages from the host at once", async () => {
   const contents = new Uint8Array(PAGES * PS);
   for (let p = 0; p < PAGES; p++) crypto.getRandomValues(contents.subarray(p * PS, (p + 1) * PS));
   const expected = (pages: number[]) =>
@@ -97,6 +97,7 @@ Deno.test("a clone that starts late gets its siblings' pages from the host", asy
     assert.deepEqual(await checksums(late.memory, touched), expected(touched));
     assert.deepEqual(client.requests.slice(asked), [60], "only the page no clone had");
     assert.equal(late.memtap.stats().pagesFetched, touched.length);
+    assert.equal(late.memtap.stats().faults, 1, "the host's pages were installed at its start");
   } finally {
     pages.detach(first.memtap);
     await first.memtap.close();
