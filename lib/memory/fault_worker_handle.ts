@@ -71,11 +71,18 @@ export class FaultWorkerHandle {
   #events: FaultWorkerEvents;
   #alive = true;
   #stopped: PromiseWithResolvers<void> = Promise.withResolvers();
+  /**
+   * Whether the worker may serve another session after this one: only if it was given no
+   * guest memory (a snapshot's, or a parent's for direct resolution). An idle worker collects
+   * its garbage rarely, and until then whatever shared memory it was given stays mapped.
+   */
+  #reusable: boolean;
   /** Settles when the worker serves faults (faults that come earlier wait in the uffd). */
   readonly ready: Promise<void>;
 
   constructor(init: Init, events: FaultWorkerEvents) {
     this.#events = events;
+    this.#reusable = init.role === "memtap" && init.direct?.kind !== "snapshot";
     // Wakes the worker out of poll(); closed in #finish after the worker has exited.
     this.#efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     const ready = Promise.withResolvers<void>();
@@ -112,7 +119,7 @@ export class FaultWorkerHandle {
           break;
         case "stopped":
           // Its serve loop is over and the session forgotten: another memtap may have it.
-          this.#finish(worker);
+          this.#finish(this.#reusable ? worker : undefined);
           break;
         case "error": {
           const error = new FaultWorkerError(`Cannot serve page faults: ${message.message}`);

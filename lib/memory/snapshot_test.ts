@@ -6,6 +6,7 @@ import { adviseHugePages } from "./huge_pages.ts";
 import { hugeBytesAt, hugePageMode } from "./testdata/smaps.ts";
 import { swapActive, untouchedPages } from "./residency.ts";
 import { prepareSnapshots, releaseSnapshots, Snapshot, SnapshotError } from "./snapshot.ts";
+import { holdFaultWorkers, idleFaultWorkers } from "./fault_worker_handle.ts";
 import type { WriteRequest } from "./testdata/write_worker.ts";
 
 const PS = 4096;
@@ -298,5 +299,25 @@ Deno.test("a parent's next snapshot reuses a released store, emptied", async () 
     assert.ok(second.readPages(0, pages).every((b) => b === 2), "clone-time contents");
   } finally {
     await second.release();
+  }
+});
+
+Deno.test("a released snapshot's fault worker is ended, not kept idle holding the memory", async () => {
+  const release = holdFaultWorkers(1);
+  try {
+    const deadline = Date.now() + 10_000;
+    while (idleFaultWorkers() < 1) {
+      assert.ok(Date.now() < deadline, "no spare fault worker started");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const memory = sharedMemory(4);
+    const snapshot = Snapshot.capture({ memory, pageSize: PS });
+    await snapshot.ready;
+    assert.equal(idleFaultWorkers(), 0, "the snapshot took the spare");
+    await snapshot.release();
+    // A worker given the parent's memory would pin it until it collected its garbage.
+    assert.equal(idleFaultWorkers(), 0, "the worker came back to the spares");
+  } finally {
+    release();
   }
 });
