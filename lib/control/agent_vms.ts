@@ -288,6 +288,7 @@ export class AgentVms {
     this.#event({ kind: "state", vm: vm.id, state: "running" });
     vm.vm!.exited.then(async (exit) => {
       await onExit?.();
+      this.#forget(vm);
       if (vm.failure !== undefined) {
         this.#event({ kind: "state", vm: vm.id, state: "failed", reason: vm.failure });
       } else if (exit.kind === "exit") {
@@ -301,6 +302,17 @@ export class AgentVms {
         this.#event({ kind: "state", vm: vm.id, state: "failed", reason: exit.message });
       }
     });
+  }
+
+  /**
+   * Drops what an ended VM held of memory (its guest memory, checkpoints); its record stays, for
+   * /out. A fork it made keeps what it serves from (its snapshot) until its clones are gone.
+   */
+  #forget(vm: Vm): void {
+    vm.vm = undefined;
+    vm.checkpoints.clear();
+    vm.hints = [];
+    vm.lastDemand = undefined;
   }
 
   #event(event: VmEvent): void {
@@ -548,7 +560,8 @@ export class AgentVms {
     clearInterval(served.timer);
     this.#reportFork(served);
     const demand = this.#memoryServer.demandOrder(served.forkId);
-    if (demand.length > 0) served.parent.lastDemand = demand;
+    // Kept for the parent's next fork, if it is still running.
+    if (demand.length > 0 && served.parent.vm !== undefined) served.parent.lastDemand = demand;
     await this.#memoryServer.remove(served.forkId);
   }
 
