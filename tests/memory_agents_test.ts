@@ -160,3 +160,21 @@ Deno.test("memory: a parent's next fork gets the pages its last fork's clones as
     }
   });
 });
+
+Deno.test("memory: agents give a finished job's memory back (parent, clones, what was served)", async () => {
+  const pages = 4096; // 16 MiB the parent fills, and each clone reads
+  await withCluster(2, async (_cluster, client) => {
+    const job = async () => {
+      const r = await runGuest(client, ["2", String(pages), "0", "0", "7"]);
+      assert.equal(r.exitCode, 0, JSON.stringify([...r.lines]));
+      checkedOk(r.lines, 2);
+    };
+    await job(); // the first job also loads what stays (workers, compiled guest, stores)
+    const after = Deno.memoryUsage().rss;
+    for (let i = 0; i < 3; i++) await job();
+    // Each job held 48 MiB or more (the parent's and two clones' memory); kept, three more
+    // would add 144 MiB.
+    const grown = (Deno.memoryUsage().rss - after) / 2 ** 20;
+    assert.ok(grown < 40, `the agents kept ${grown.toFixed(0)} MiB of three finished jobs`);
+  });
+});

@@ -46,6 +46,7 @@ import {
   heuristicsFromEnv,
 } from "../memory/heuristics.ts";
 import { Memtap, type MemtapDirect } from "../memory/memtap.ts";
+import { releasePages } from "../memory/release_pages.ts";
 import { MemoryServer } from "../memory/server.ts";
 import { prepareSnapshots, releaseSnapshots, Snapshot } from "../memory/snapshot.ts";
 import type {
@@ -128,6 +129,8 @@ interface Vm {
   memtap?: { memtap: Memtap; fork: string; pages: ForkPages; allowRefill: () => void };
   /** Why a clone was stopped by its agent (reported instead of "killed"). */
   failure?: string;
+  /** The memory of a VM that ended, until its pages are released (no fork of it served). */
+  ended?: WebAssembly.Memory;
   /**
    * The pages the clones of this VM's last fork asked for, first asked first: a program that
    * forks again mostly reads the same data, so they are pushed to the next fork's clones.
@@ -309,10 +312,26 @@ export class AgentVms {
    * /out. A fork it made keeps what it serves from (its snapshot) until its clones are gone.
    */
   #forget(vm: Vm): void {
+    vm.ended = vm.vm?.memory;
     vm.vm = undefined;
     vm.checkpoints.clear();
     vm.hints = [];
     vm.lastDemand = undefined;
+    this.#releaseMemory(vm);
+  }
+
+  /**
+   * Gives the pages of an ended VM's memory back to the kernel once no fork of it is served.
+   * Dropping the last reference is not enough: the memory goes only when the main thread and
+   * every worker it was posted to have collected their garbage, which an agent's mostly idle
+   * isolates do rarely (measured: each job left its 64 MiB parent memory resident).
+   */
+  #releaseMemory(vm: Vm): void {
+    const memory = vm.ended;
+    if (memory === undefined) return;
+    for (const served of this.#served.values()) if (served.parent === vm) return;
+    vm.ended = undefined;
+    releasePages(memory.buffer);
   }
 
   #event(event: VmEvent): void {
@@ -563,6 +582,7 @@ export class AgentVms {
     // Kept for the parent's next fork, if it is still running.
     if (demand.length > 0 && served.parent.vm !== undefined) served.parent.lastDemand = demand;
     await this.#memoryServer.remove(served.forkId);
+    this.#releaseMemory(served.parent);
   }
 
   /**
@@ -629,7 +649,7 @@ export class AgentVms {
     if (shared === undefined || --shared.users > 0) return;
     this.#clientForks.delete(fork);
     const pages = await shared.pages.catch(() => undefined);
-    await pages?.client.close();
+    await pages?.close();
   }
 
   async #startClones(

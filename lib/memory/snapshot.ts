@@ -20,7 +20,7 @@
  * @module
  */
 
-import { addressOf, MADV_DONTNEED, madvise } from "../../native/libc.ts";
+import { releasePages } from "./release_pages.ts";
 import { isUserfaultfdAvailable } from "./availability.ts";
 import { holdFaultWorkers } from "./fault_worker_handle.ts";
 import { SNAP_PAGES_SAVED, SNAP_STAT_SLOTS, SNAP_WP_FAULTS } from "./fault_protocol.ts";
@@ -300,7 +300,7 @@ function giveBackStore(store: SharedArrayBuffer): void {
   const spares = spareStores.get(wasmPages) ?? [];
   if (spares.length >= SPARES_PER_SIZE) return; // dropped: the garbage collector unmaps it
   // Back to unpopulated zero pages: a spare holds no memory and no old contents.
-  madvise(addressOf(store), store.byteLength, MADV_DONTNEED);
+  releasePages(store);
   spares.push(store);
   spareStores.set(wasmPages, spares);
 }

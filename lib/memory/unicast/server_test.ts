@@ -314,6 +314,45 @@ Deno.test("server worker: a removed fork's sessions are closed and later request
   }
 });
 
+/** Names of this process's worker threads ("worker-7", …): each new Worker gets a new one. */
+function workerThreads(): Set<string> {
+  const names = new Set<string>();
+  for (const task of Deno.readDirSync("/proc/self/task")) {
+    try {
+      const name = Deno.readTextFileSync(`/proc/self/task/${task.name}/comm`).trim();
+      if (name.startsWith("worker-")) names.add(name);
+    } catch { /* ended meanwhile */ }
+  }
+  return names;
+}
+
+Deno.test("server worker: with no fork left it is replaced (dropping the forks' memory), and the new one serves", async () => {
+  const before = workerThreads();
+  const fdsBefore = openFds();
+  const server = UnicastPageServer.listen({ hostname: "127.0.0.1" });
+  try {
+    const first = [...workerThreads()].filter((t) => !before.has(t));
+    assert.equal(first.length, 1, `one server thread: ${first}`);
+    for (let round = 0; round < 3; round++) {
+      const f = fork(64, round + 1);
+      server.addFork(f);
+      await fetchAll(f, server.address);
+      await server.removeFork(f.forkId);
+    }
+    const serving = () => [...workerThreads()].filter((t) => !before.has(t));
+    await until(5_000, "the replaced threads end", () => serving().length === 1);
+    assert.notEqual(serving()[0], first[0], "a fresh thread serves");
+    const f = fork(32, 7);
+    server.addFork(f);
+    await fetchAll(f, server.address);
+  } finally {
+    await server.close();
+  }
+  const leaked = openFds().filter((t) => t.startsWith("socket:") && !fdsBefore.includes(t));
+  assert.deepEqual(leaked, [], "sockets of replaced threads");
+  assert.ok(eventfds(openFds()) <= eventfds(fdsBefore), "eventfds of replaced threads");
+});
+
 Deno.test("server worker: sessions that come and go leave no cipher context behind", async () => {
   const f = fork(64);
   const server = UnicastPageServer.listen({ hostname: "127.0.0.1" });
