@@ -11,13 +11,17 @@
  * for a host's first fork (compiling the guest, starting spare workers). Each
  * N is then measured `repeat` times, the sizes taking turns, and the run with
  * the median finish time is reported: on a small machine one run of 16 VMs
- * varies by a third.
+ * varies by a third. Runs are a second apart, so that none pays for the one
+ * before (its hosts restarting spare workers, returning memory).
  */
 import { createHosts } from "../netns/hosts.ts";
 import { runJob } from "../cli/run_job.ts";
 import { benchGuest } from "./cluster_run.ts";
 import { startNetnsCluster } from "./netns_cluster.ts";
 import { round2 } from "./stats.ts";
+
+/** Quiet time before each measured run. */
+const SETTLE_MS = 1000;
 
 export interface FanoutOptions {
   /** Datagram loss in percent, injected on every clone host. */
@@ -104,6 +108,7 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
   const runs = new Map<number, Omit<FanoutResult, "runs_ms">[]>(sizes.map((n) => [n, []]));
   for (let i = 0; i < repeat; i++) {
     for (const clones of sizes) {
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       const result = await measure(clones);
       log(`fanout: ${JSON.stringify(result)}`);
       runs.get(clones)!.push(result);
