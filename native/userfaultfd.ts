@@ -199,16 +199,24 @@ const copyView = new DataView(copyBuf.buffer);
  * else throws UffdError.
  */
 export function uffdCopy(fd: number, dst: number, src: Uint8Array, mode = 0n): UffdFillResult {
-  copyView.setBigUint64(0, BigInt(dst), true);
+  // Set as two 32-bit halves, not BigInts: this runs once a page for every clone on a host.
+  setU64(copyView, 0, dst);
   // src: the kernel copies from it during this synchronous call; the caller holds the view.
-  copyView.setBigUint64(8, BigInt(addressOf(src)), true);
-  copyView.setBigUint64(16, BigInt(src.byteLength), true);
+  setU64(copyView, 8, addressOf(src));
+  setU64(copyView, 16, src.byteLength);
   copyView.setBigUint64(24, mode, true);
-  copyView.setBigInt64(32, 0n, true);
+  setU64(copyView, 32, 0);
   // copyBuf: 40 bytes = sizeof(struct uffdio_copy), used during this call only.
   const ret = ioctl("UFFDIO_COPY", fd, UFFDIO_COPY, copyBuf, RESOLVE_ALLOWED, UffdError);
-  const copied = Number(copyView.getBigInt64(32, true));
+  // s64 copy: bytes copied, or -errno; never beyond 2^31 for one call's pages.
+  const copied = copyView.getInt32(32, true);
   return { bytes: Math.max(0, copied), errno: ret < 0 ? -ret : 0 };
+}
+
+/** A non-negative integer below 2^53 as a little-endian u64. */
+function setU64(view: DataView, offset: number, value: number): void {
+  view.setUint32(offset, value % 0x1_0000_0000, true);
+  view.setUint32(offset + 4, Math.floor(value / 0x1_0000_0000), true);
 }
 
 const zeroBuf = new Uint8Array(UFFD_STRUCT_SIZE.uffdio_zeropage);

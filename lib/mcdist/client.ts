@@ -129,6 +129,7 @@ export class McdistClient implements PageClient {
   #stats = emptyStats();
   #guard = new ReplayGuard();
   #stamp = new PacketStamp();
+  #lookup = (id: Uint8Array) => sameId(id, this.#access.forkId) ? this.#keys : undefined;
   /** PAGES datagrams received, by either socket: what the server's pacing is compared with. */
   #pagesMeter = new RateMeter();
   #listeners: ((firstPage: number, bytes: Uint8Array) => void)[] = [];
@@ -315,10 +316,7 @@ export class McdistClient implements PageClient {
 
   #receive(bytes: Uint8Array, fromGroup: boolean): void {
     if (this.#closed) return;
-    const result = decodePacket(
-      bytes,
-      (id) => sameId(id, this.#access.forkId) ? this.#keys : undefined,
-    );
+    const result = decodePacket(bytes, this.#lookup);
     // Other forks share the group port: their packets are not ours to count.
     if (!result.ok && result.kind === "unknown-fork") return;
     this.#stats.packetsReceived++;
@@ -441,5 +439,7 @@ export class McdistClient implements PageClient {
 }
 
 function sameId(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

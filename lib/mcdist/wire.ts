@@ -152,7 +152,8 @@ export function encodePacket(packet: Packet, key: Uint8Array): Uint8Array {
 
 /**
  * Decodes one datagram. `lookup` gives the keys of the forks this receiver serves or reads;
- * the tag is verified before any body field is read.
+ * the tag is verified before any body field is read. The packet's byte fields (fork id, page
+ * data) are views of `bytes`: copy what is kept beyond the buffer's life.
  */
 export function decodePacket(
   bytes: Uint8Array,
@@ -174,7 +175,7 @@ export function decodePacket(
     return failure("malformed", `length ${bytes.length} != ${OVERHEAD_BYTES + bodyLength}`);
   }
   if (view.getUint16(38) !== 0) return failure("malformed", "reserved field is not zero");
-  const forkId = bytes.slice(8, 8 + FORK_ID_BYTES);
+  const forkId = bytes.subarray(8, 8 + FORK_ID_BYTES);
   const keys = lookup(forkId);
   if (keys === undefined) return failure("unknown-fork", `unknown fork ${hex(forkId)}`);
   const signed = bytes.subarray(0, HEADER_BYTES + bodyLength);
