@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { isUserfaultfdAvailable, NO_UFFD_ENV } from "./availability.ts";
-import { holdFaultWorkers, idleFaultWorkers } from "./fault_worker_handle.ts";
+import { idleFaultWorkers } from "./fault_worker_handle.ts";
 import { Memtap, MemtapError, type PageSource } from "./memtap.ts";
 import { PAGE_PRESENT, PAGE_ZERO } from "./page_mark.ts";
 import { pageChecksum } from "./testdata/checksum.ts";
+import { oneSpareFaultWorker } from "./testdata/spares.ts";
 import { touchPages } from "./testdata/touch.ts";
 
 const PS = 4096;
@@ -61,6 +62,22 @@ class FakeSource implements PageSource {
   }
 }
 
+/** Reads `pages` of `memory` from another thread and checks each against `contents`. */
+async function touchAndCheck(
+  memory: WebAssembly.Memory,
+  contents: Uint8Array,
+  pages: number[],
+): Promise<void> {
+  const touch = touchPages({
+    buffer: memory.buffer as SharedArrayBuffer,
+    pages,
+    pageSize: PS,
+    mode: "checksum",
+  });
+  const { sums } = await touch.result;
+  assert.deepEqual(sums, pages.map((p) => checksumOf(contents, p)));
+}
+
 async function openWith(
   memory: WebAssembly.Memory,
   pageMap: Uint8Array,
@@ -81,14 +98,7 @@ Deno.test("memtap fills a clone lazily with exactly the source's pages", async (
     const memtap = await openWith(memory, new Uint8Array(pages).fill(PAGE_PRESENT), source);
     try {
       const sample = shuffledSample(120, pages);
-      const touch = touchPages({
-        buffer: memory.buffer as SharedArrayBuffer,
-        pages: sample,
-        pageSize: PS,
-        mode: "checksum",
-      });
-      const { sums } = await touch.result;
-      assert.deepEqual(sums, sample.map((p) => checksumOf(contents, p)));
+      await touchAndCheck(memory, contents, sample);
       const requested = source.requested();
       assert.equal(new Set(requested).size, requested.length, "a page was asked for twice");
       assert.deepEqual([...requested].sort((a, b) => a - b), [...sample].sort((a, b) => a - b));
@@ -102,13 +112,8 @@ Deno.test("memtap fills a clone lazily with exactly the source's pages", async (
 });
 
 Deno.test("a closed memtap's fault worker goes back to the spares and serves the next clone", async () => {
-  const release = holdFaultWorkers(1);
+  const release = await oneSpareFaultWorker();
   try {
-    const deadline = Date.now() + 10_000;
-    while (idleFaultWorkers() < 1) {
-      assert.ok(Date.now() < deadline, "no spare fault worker started");
-      await new Promise((r) => setTimeout(r, 10));
-    }
     const pages = 64;
     for (let round = 0; round < 2; round++) {
       const memory = sharedMemory(pages / 16);
@@ -117,15 +122,7 @@ Deno.test("a closed memtap's fault worker goes back to the spares and serves the
       const memtap = await openWith(memory, new Uint8Array(pages).fill(PAGE_PRESENT), source);
       assert.equal(idleFaultWorkers(), 0, "memtap did not take the spare");
       try {
-        const sample = shuffledSample(20, pages);
-        const touch = touchPages({
-          buffer: memory.buffer as SharedArrayBuffer,
-          pages: sample,
-          pageSize: PS,
-          mode: "checksum",
-        });
-        const { sums } = await touch.result;
-        assert.deepEqual(sums, sample.map((p) => checksumOf(contents, p)));
+        await touchAndCheck(memory, contents, shuffledSample(20, pages));
       } finally {
         await memtap.close();
       }
@@ -161,15 +158,7 @@ Deno.test("memtap wakes a clone after a batch of installs, not at its first page
     source,
   });
   try {
-    const order = Array.from({ length: pages }, (_, i) => i);
-    const touch = touchPages({
-      buffer: memory.buffer as SharedArrayBuffer,
-      pages: order,
-      pageSize: PS,
-      mode: "checksum",
-    });
-    const { sums } = await touch.result;
-    assert.deepEqual(sums, order.map((p) => checksumOf(contents, p)));
+    await touchAndCheck(memory, contents, Array.from({ length: pages }, (_, i) => i));
     // Woken at its first page, the toucher would race the installs of the rest.
     assert.equal(memtap.stats().faults, pages / batch);
   } finally {

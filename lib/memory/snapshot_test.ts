@@ -6,7 +6,8 @@ import { adviseHugePages } from "./huge_pages.ts";
 import { hugeBytesAt, hugePageMode } from "./testdata/smaps.ts";
 import { swapActive, untouchedPages } from "./residency.ts";
 import { prepareSnapshots, releaseSnapshots, Snapshot, SnapshotError } from "./snapshot.ts";
-import { holdFaultWorkers, idleFaultWorkers } from "./fault_worker_handle.ts";
+import { idleFaultWorkers } from "./fault_worker_handle.ts";
+import { oneSpareFaultWorker } from "./testdata/spares.ts";
 import type { WriteRequest } from "./testdata/write_worker.ts";
 
 const PS = 4096;
@@ -303,13 +304,8 @@ Deno.test("a parent's next snapshot reuses a released store, emptied", async () 
 });
 
 Deno.test("a released snapshot's fault worker is ended, not kept idle holding the memory", async () => {
-  const release = holdFaultWorkers(1);
+  const release = await oneSpareFaultWorker();
   try {
-    const deadline = Date.now() + 10_000;
-    while (idleFaultWorkers() < 1) {
-      assert.ok(Date.now() < deadline, "no spare fault worker started");
-      await new Promise((r) => setTimeout(r, 10));
-    }
     const memory = sharedMemory(4);
     const snapshot = Snapshot.capture({ memory, pageSize: PS });
     await snapshot.ready;
