@@ -75,7 +75,7 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
   const log = o.log ?? (() => {});
   const wasm = await benchGuest("working_set");
   await using net = await createHosts(hosts + 1, { mtu });
-  const { client } = await startNetnsCluster(net, {
+  await using cluster = await startNetnsCluster(net, {
     cloneSlots: Math.ceil(Math.max(...sizes) / hosts),
   });
   for (const host of net.hosts.slice(1)) {
@@ -83,7 +83,7 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
   }
   const measure = async (clones: number): Promise<Omit<FanoutResult, "runs_ms">> => {
     const run = await runJob({
-      client,
+      client: cluster.client,
       wasmPath: wasm,
       args: [String(clones), String(mib), String(pages)],
       host: "node0",
@@ -92,7 +92,7 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
     if (run.exitCode !== 0) {
       throw new Error(`Cannot measure ${clones} clones: the guest exited ${run.exitCode}`);
     }
-    const fork = (await client.status()).clusters.find((c) => c.parentVm === run.vm.id);
+    const fork = (await cluster.client.status()).clusters.find((c) => c.parentVm === run.vm.id);
     const m = fork?.memory;
     return {
       clones,

@@ -8,7 +8,7 @@ import { MasterClient } from "../control/client.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
-export interface NetnsCluster {
+export interface NetnsCluster extends AsyncDisposable {
   client: MasterClient;
   /** Agent names by host index: "node0", "node1", … */
   names: string[];
@@ -25,7 +25,15 @@ export async function startNetnsCluster(
     null,
     run("master", "--listen", listen, "--data-dir", dataDir, "--token", "bench"),
   );
-  await master.waitForLine(/master listening/, 30_000);
+  // The master stops (its agents stop with the hosts), then its data directory goes.
+  const stop = async () => {
+    await master.stop();
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  };
+  await master.waitForLine(/master listening/, 30_000).catch(async (error) => {
+    await stop();
+    throw error;
+  });
   const names = net.hosts.map((_, i) => `node${i}`);
   net.hosts.forEach((h, i) => {
     const slots = String(i === 0 ? 0 : o.cloneSlots);
@@ -44,9 +52,10 @@ export async function startNetnsCluster(
       names.length
   ) {
     if (Date.now() > end) {
+      await stop();
       throw new Error("Cannot start the benchmark cluster: agents did not join");
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { client, names };
+  return { client, names, [Symbol.asyncDispose]: stop };
 }
