@@ -456,7 +456,6 @@ export class Memtap {
         this.#stalledUs += waited;
       }
     }
-    if (this.#inFlight.size === 0) this.#stopTimer();
     if (this.#presentLeft === 0) this.#filled?.resolve();
   }
 
@@ -499,6 +498,9 @@ export class Memtap {
   }
 
   #checkTimeouts(): void {
+    // Stopped here rather than when the last page arrives: a clone that faults again at once
+    // (most do) would otherwise start and stop a timer a fault.
+    if (this.#inFlight.size === 0) return this.#stopTimer();
     const now = performance.now();
     const again: number[] = [];
     for (const [page, entry] of this.#inFlight) {
