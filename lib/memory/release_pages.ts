@@ -6,9 +6,7 @@
  */
 
 import { addressOf, MADV_DONTNEED, madvise } from "../../native/libc.ts";
-
-/** The kernel's page size on every host Snowflock runs on (x86_64, aarch64 with 4 KiB pages). */
-const OS_PAGE = 4096;
+import { OS_PAGE } from "../backend/wasm/fork_descriptor.ts";
 
 /**
  * Drops the pages wholly inside `buffer` (MADV_DONTNEED): their memory is freed now, and they
