@@ -147,8 +147,8 @@ export class UnicastPageServer implements PageServer {
   #thread: ServerThread;
   #listenFd: number;
   #total = new Float64Array(new SharedArrayBuffer(STAT_SLOTS * 8));
+  /** Counters of each fork served. */
   #stats = new Map<string, Float64Array>();
-  #forks = new Set<string>();
   /** Replaced threads still closing their connections. */
   #retiring = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
@@ -181,7 +181,6 @@ export class UnicastPageServer implements PageServer {
   addFork(fork: ServedFork): void {
     const stats = new SharedArrayBuffer(STAT_SLOTS * 8);
     this.#stats.set(toHex(fork.forkId), new Float64Array(stats));
-    this.#forks.add(toHex(fork.forkId));
     this.#command({
       kind: "add",
       forkId: fork.forkId,
@@ -197,8 +196,7 @@ export class UnicastPageServer implements PageServer {
   /** Settles once the worker has closed the fork's connections and reads none of its pages. */
   removeFork(forkId: Uint8Array): Promise<void> {
     const removed = this.#command({ kind: "remove", forkId });
-    this.#stats.delete(toHex(forkId));
-    if (this.#forks.delete(toHex(forkId)) && this.#forks.size === 0) this.#replaceThread();
+    if (this.#stats.delete(toHex(forkId)) && this.#stats.size === 0) this.#replaceThread();
     return removed;
   }
 
