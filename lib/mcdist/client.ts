@@ -34,6 +34,7 @@ import {
   EndReason,
   FLAG_UNICAST_REPLY,
   type ForkKeys,
+  type Heard,
   hex,
   maxRuns,
   PacketType,
@@ -138,6 +139,8 @@ export class McdistClient implements PageClient {
   #toAsk = new Set<number>();
   #partial = new Map<number, PartialPage>();
   #announced = new Map<number, number>();
+  /** The newest packet from the server: told in every REQUEST, so that it can tell lost pages. */
+  readonly #heard: Heard = { sender: 0, seq: 0 };
   #srtt = -1;
   #rttvar = 0;
   #lastHeard: number;
@@ -293,6 +296,7 @@ export class McdistClient implements PageClient {
         type: PacketType.REQUEST,
         rate: this.#receiveRate(now),
         outstanding: this.#wanted.size,
+        heard: this.#heard,
         runs: runs.slice(i, i + perPacket),
       }, flags);
     }
@@ -326,6 +330,10 @@ export class McdistClient implements PageClient {
     const { packet } = result;
     if (this.#guard.check(packet.sender, packet.seq, packet.time) !== "ok") {
       return this.#reject("Cannot accept packet: replayed or stale");
+    }
+    if (packet.sender !== this.#heard.sender || packet.seq > this.#heard.seq) {
+      this.#heard.sender = packet.sender;
+      this.#heard.seq = packet.seq;
     }
     const now = performance.now();
     const body = packet.body;

@@ -41,12 +41,12 @@ import {
   FLAG_UNICAST_REPLY,
   FORK_ID_BYTES,
   type ForkKeys,
+  type Heard,
   hex,
   maxRuns,
-  type Packet,
   PacketType,
   pageDataRoom,
-  type PageRun,
+  type RequestBody,
   toRuns,
 } from "./wire.ts";
 
@@ -137,6 +137,9 @@ class ForkState {
   readonly answered = new Map<number, Set<string>>();
   /** 1 once a page went out by any route: a second send is a retransmit. */
   readonly everSent: Uint8Array;
+  /** The stamp (sender, seq) of the datagram that last carried each page (its last part). */
+  readonly sentSender: Uint32Array;
+  readonly sentSeq: Uint32Array;
   readonly requesters = new Map<string, number>();
   /** Pages in the order they were first asked for (demandOrder), and which were. */
   readonly demand: number[] = [];
@@ -159,6 +162,8 @@ class ForkState {
     };
     this.lastSent = new Float64Array(fork.pageCount).fill(-Infinity);
     this.everSent = new Uint8Array(fork.pageCount);
+    this.sentSender = new Uint32Array(fork.pageCount);
+    this.sentSeq = new Uint32Array(fork.pageCount);
     this.asked = new Uint8Array(fork.pageCount);
   }
 
@@ -296,7 +301,7 @@ export class McdistServer implements PushingPageServer {
     switch (packet.body.type) {
       case PacketType.REQUEST:
         this.#flowReport(state, packet.body.rate, from, now);
-        this.#request(state, packet, packet.body.runs, from, now);
+        this.#request(state, packet.flags, packet.body, from, now);
         break;
       case PacketType.RATE:
         this.#flowReport(state, packet.body.rate, from, now);
@@ -328,11 +333,17 @@ export class McdistServer implements PushingPageServer {
     }, now);
   }
 
-  #request(state: ForkState, packet: Packet, runs: PageRun[], from: Endpoint, now: number): void {
+  #request(
+    state: ForkState,
+    flags: number,
+    request: RequestBody,
+    from: Endpoint,
+    now: number,
+  ): void {
     const fromKey = endpointKey(from);
     state.requesters.set(fromKey, now);
     state.lastRequestMs = now;
-    const wantsUnicast = (packet.flags & FLAG_UNICAST_REPLY) !== 0;
+    const wantsUnicast = (flags & FLAG_UNICAST_REPLY) !== 0;
     const unicast = wantsUnicast || this.#mode === "unicast" || state.fork.clones <= 1 ||
       this.#endgame(state, now);
     let invalid = false;
@@ -343,7 +354,7 @@ export class McdistServer implements PushingPageServer {
       }
       return q;
     };
-    for (const run of runs) {
+    for (const run of request.runs) {
       for (let page = run.first; page < run.first + run.count; page++) {
         if (!this.#servable(state, page)) {
           invalid = true;
@@ -373,7 +384,7 @@ export class McdistServer implements PushingPageServer {
           readAhead(this.#reached(state, page));
           continue;
         }
-        if (!wantsUnicast && this.#lockstep(state, page, fromKey, now)) {
+        if (!wantsUnicast && this.#lockstep(state, page, fromKey, request.heard, now)) {
           state.counters.lockstepIgnored++;
           readAhead(this.#reached(state, page));
           continue;
@@ -386,7 +397,8 @@ export class McdistServer implements PushingPageServer {
           state.multicast.add(page);
           state.askers.set(page, new Set([fromKey]));
         }
-        readAhead(this.#predict(state, fromKey, page));
+        // A page sent before and asked for again was lost: the clones are not scanning there.
+        if (state.everSent[page] === 0) readAhead(this.#predict(state, fromKey, page));
       }
     }
     if (invalid) {
@@ -430,15 +442,17 @@ export class McdistServer implements PushingPageServer {
 
   /**
    * Whether a request is a near-simultaneous duplicate: the page is queued for the group, or was
-   * multicast a moment ago to answer others (it is still on its way to this requester).
+   * multicast a moment ago to answer others (it is still on its way to this requester). Not if
+   * the requester heard a datagram sent after the page: the page was lost on the way.
    */
-  #lockstep(state: ForkState, page: number, from: string, now: number): boolean {
+  #lockstep(state: ForkState, page: number, from: string, heard: Heard, now: number): boolean {
     const askers = state.askers.get(page);
     if (askers !== undefined) {
       askers.add(from);
       return true;
     }
     if (now - state.lastSent[page] >= this.#lockstepMs) return false;
+    if (heard.sender === state.sentSender[page] && heard.seq > state.sentSeq[page]) return false;
     const answered = state.answered.get(page)!;
     if (answered.has(from)) return false; // it asked, got its answer, and still lacks the page
     answered.add(from);
@@ -607,6 +621,7 @@ export class McdistServer implements PushingPageServer {
         data,
       };
       this.#send(state, to, body, flags);
+      this.#stamped(state, pages);
       return this.#sent(state, to, flags, 1, now);
     }
     const parts = Math.ceil(pageSize / room);
@@ -622,7 +637,17 @@ export class McdistServer implements PushingPageServer {
         data: chunk,
       }, flags);
     }
+    this.#stamped(state, pages);
     return this.#sent(state, to, flags, parts, now);
+  }
+
+  /** Records the stamp of the datagram that just carried `pages`. */
+  #stamped(state: ForkState, pages: number[]): void {
+    const { sender, seq } = this.#stamp.last;
+    for (const p of pages) {
+      state.sentSender[p] = sender;
+      state.sentSeq[p] = seq;
+    }
   }
 
   /** Counts `datagrams` of one send for flow control; returns them. */

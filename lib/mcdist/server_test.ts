@@ -121,7 +121,13 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
       stamp.encode({
         flags: 0,
         forkId: r.fork.forkId,
-        body: { type: PacketType.REQUEST, rate: 0, outstanding: 1, runs: [{ first: 0, count: 1 }] },
+        body: {
+          type: PacketType.REQUEST,
+          rate: 0,
+          outstanding: 1,
+          heard: { sender: 0, seq: 0 },
+          runs: [{ first: 0, count: 1 }],
+        },
       }, key);
     const send = (bytes: Uint8Array) => socket.send(bytes, { address, port: Number(port) });
     send(request(new Uint8Array(32).fill(1)));
@@ -137,6 +143,49 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
     assert.equal(stats.packetsSent, 3, "one answer: a 4 KiB page in three parts at MTU 1500");
   } finally {
     await socket.close();
+  }
+});
+
+Deno.test("a page lost on its way is sent again at the first ask of a host that heard later ones", async () => {
+  const cfg = config();
+  const served = fork(2);
+  // A lockstep window and re-ask timeout far beyond the test: only the loss evidence can help.
+  const server = await startMcdistServer({ config: cfg, readahead: false, lockstepMs: 60_000 });
+  server.addFork(served);
+  const pageOf = (packet: Uint8Array) =>
+    packet[5] === PacketType.PAGES ? new DataView(packet.buffer).getUint32(40) : -1;
+  let dropped = 0;
+  const losesPage5Once: InboundShim = (packet, deliver) => {
+    if (pageOf(packet) === 5 && dropped < 3) dropped++;
+    else deliver(packet);
+  };
+  const open = (inbound?: InboundShim) =>
+    openMcdistClient(accessOf(served, server.address), {
+      config: cfg,
+      inbound,
+      minTimeoutMs: 60_000,
+      maxTimeoutMs: 60_000,
+    });
+  const lossy = await open(losesPage5Once);
+  const sibling = await open();
+  try {
+    const seen = new Set<number>();
+    lossy.onPages((first, bytes) => {
+      for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
+    });
+    sibling.request([5]);
+    await until(() => sibling.outstanding === 0);
+    sibling.request([6]);
+    await until(() => seen.has(6));
+    assert.ok(!seen.has(5) && dropped === 3, "page 5 was lost on the lossy host only");
+    lossy.request([5]);
+    await until(() => seen.has(5), 1_000);
+    assert.equal(lossy.stats().retransmits, 0, "answered at the first ask");
+    assert.equal(server.stats(served.forkId).retransmits, 1);
+  } finally {
+    await lossy.close();
+    await sibling.close();
+    await server.close();
   }
 });
 

@@ -6,7 +6,7 @@
  */
 
 import { UdpSocket } from "../../native/udp.ts";
-import { encodePacket, type Packet } from "./wire.ts";
+import { encodePacket, type Heard, type Packet } from "./wire.ts";
 
 export type { UdpSocket };
 
@@ -89,6 +89,11 @@ export function onDatagram(
 export class PacketStamp {
   #sender = randomSender();
   #seq = 0;
+
+  /** The sender id and seq of the latest packet stamped. */
+  get last(): Heard {
+    return { sender: this.#sender, seq: this.#seq };
+  }
 
   encode(packet: Omit<Packet, "sender" | "seq" | "time">, key: Uint8Array): Uint8Array {
     if (this.#seq === 0xffffffff) {

@@ -1,5 +1,5 @@
 /**
- * The mcdist wire codec, version 1 (layout and rules in PROTOCOL.md). Encoding throws on misuse;
+ * The mcdist wire codec, version 2 (layout and rules in PROTOCOL.md). Encoding throws on misuse;
  * decoding never throws: every datagram off the network becomes either a packet whose tag was
  * verified with the fork's key or a {@link DecodeFailure} that says why it was dropped.
  *
@@ -9,7 +9,7 @@
 import { constantTimeEqual, hmacSha256 } from "../../native/libcrypto.ts";
 
 export const MAGIC = 0x53464d43; // "SFMC"
-export const VERSION = 1;
+export const VERSION = 2;
 export const HEADER_BYTES = 40;
 export const TAG_BYTES = 16;
 /** Header + tag: what every datagram carries besides its body. */
@@ -56,12 +56,23 @@ export interface PageRun {
   count: number;
 }
 
+/** The newest packet a receiver got from its server: its sender id and seq (0, 0 for none). */
+export interface Heard {
+  sender: number;
+  seq: number;
+}
+
 export interface RequestBody {
   type: typeof PacketType.REQUEST;
   /** Multicast datagrams a second this receiver got lately (flow control). */
   rate: number;
   /** Pages it waits for. */
   outstanding: number;
+  /**
+   * The newest server packet it got: a page the server sent before that, and asked for now, was
+   * lost rather than on its way (datagrams of one sender arrive in order on a LAN).
+   */
+  heard: Heard;
   runs: PageRun[];
 }
 
@@ -116,6 +127,8 @@ export interface DecodeFailure {
 export type DecodeResult = { ok: true; packet: Packet } | DecodeFailure;
 
 const RUN_BYTES = 6;
+/** rate, outstanding, heard sender, heard seq (u32 each), run count (u16). */
+const REQUEST_FIXED_BYTES = 18;
 const NONCE_BYTES = 8;
 const MAX_U16 = 0xffff;
 const MAX_U32 = 0xffffffff;
@@ -203,7 +216,7 @@ export function maxRuns(
   payloadBytes: number,
   type: typeof PacketType.REQUEST | typeof PacketType.PUSH,
 ): number {
-  const fixed = type === PacketType.REQUEST ? 10 : 2;
+  const fixed = type === PacketType.REQUEST ? REQUEST_FIXED_BYTES : 2;
   return Math.max(0, Math.floor((payloadBytes - OVERHEAD_BYTES - fixed) / RUN_BYTES));
 }
 
@@ -274,8 +287,10 @@ function bodyBytes(body: Body): number {
     case PacketType.REQUEST:
       checkUint("rate", body.rate, MAX_U32);
       checkUint("outstanding", body.outstanding, MAX_U32);
+      checkUint("heard sender", body.heard.sender, MAX_U32);
+      checkUint("heard seq", body.heard.seq, MAX_U32);
       checkRuns(body.runs);
-      return 10 + RUN_BYTES * body.runs.length;
+      return REQUEST_FIXED_BYTES + RUN_BYTES * body.runs.length;
     case PacketType.PAGES:
       checkUint("first page", body.first, MAX_U32);
       checkUint("page count", body.count, MAX_U16);
@@ -311,7 +326,9 @@ function writeBody(view: DataView, out: Uint8Array, at: number, body: Body): voi
     case PacketType.REQUEST:
       view.setUint32(at, body.rate);
       view.setUint32(at + 4, body.outstanding);
-      writeRuns(view, at + 8, body.runs);
+      view.setUint32(at + 8, body.heard.sender);
+      view.setUint32(at + 12, body.heard.seq);
+      writeRuns(view, at + 16, body.runs);
       return;
     case PacketType.PAGES:
       view.setUint32(at, body.first);
@@ -354,10 +371,16 @@ function readBody(
 ): Body | string {
   switch (type) {
     case PacketType.REQUEST: {
-      if (length < 10) return "request body too short";
-      const runs = readRuns(view, at + 8, length - 8);
+      if (length < REQUEST_FIXED_BYTES) return "request body too short";
+      const runs = readRuns(view, at + 16, length - 16);
       if (typeof runs === "string") return runs;
-      return { type, rate: view.getUint32(at), outstanding: view.getUint32(at + 4), runs };
+      return {
+        type,
+        rate: view.getUint32(at),
+        outstanding: view.getUint32(at + 4),
+        heard: { sender: view.getUint32(at + 8), seq: view.getUint32(at + 12) },
+        runs,
+      };
     }
     case PacketType.PAGES: {
       if (length < 8) return "pages body too short";

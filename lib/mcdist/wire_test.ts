@@ -17,12 +17,12 @@ import {
   encodeGolden,
   GOLDEN_KEY,
   GOLDEN_PAGE_SIZE,
-  GOLDEN_V1_URL,
+  GOLDEN_URL,
   goldenPackets,
   splitGolden,
 } from "./testdata/make_golden.ts";
 
-const GOLDEN = await Deno.readFile(GOLDEN_V1_URL);
+const GOLDEN = await Deno.readFile(GOLDEN_URL);
 const KEYS: ForkKeys = { key: GOLDEN_KEY, pageSize: GOLDEN_PAGE_SIZE };
 const lookup = () => KEYS;
 
@@ -31,14 +31,14 @@ function decoded(result: DecodeResult): Packet {
   return result.packet;
 }
 
-Deno.test("encodePacket() matches the v1 golden file byte for byte", () => {
+Deno.test("encodePacket() matches the v2 golden file byte for byte", () => {
   assert.deepEqual(encodeGolden(), GOLDEN);
 });
 
 Deno.test("the golden header is the one PROTOCOL.md tabulates", () => {
   const first = splitGolden(GOLDEN)[0];
-  // "SFMC", version 1, type 1 (REQUEST), flags 1, fork id 00..0f, sender, seq 1, time, body 22
-  assert.deepEqual([...first.subarray(0, 8)], [0x53, 0x46, 0x4d, 0x43, 1, 1, 0, 1]);
+  // "SFMC", version 2, type 1 (REQUEST), flags 1, fork id 00..0f, sender, seq 1, time, body 30
+  assert.deepEqual([...first.subarray(0, 8)], [0x53, 0x46, 0x4d, 0x43, 2, 1, 0, 1]);
   assert.deepEqual([...first.subarray(24, 40)], [
     1,
     2,
@@ -53,14 +53,14 @@ Deno.test("the golden header is the one PROTOCOL.md tabulates", () => {
     0xd2,
     0,
     0,
-    22,
+    30,
     0,
     0,
   ]);
-  assert.equal(first.length, OVERHEAD_BYTES + 22);
+  assert.equal(first.length, OVERHEAD_BYTES + 30);
 });
 
-Deno.test("decodePacket() reads every packet of the v1 golden file", () => {
+Deno.test("decodePacket() reads every packet of the v2 golden file", () => {
   const packets = splitGolden(GOLDEN).map((bytes) => decoded(decodePacket(bytes, lookup)));
   assert.deepEqual(packets, goldenPackets());
 });
@@ -105,9 +105,11 @@ Deno.test("decodePacket() reports unknown forks, other versions and trailing byt
   const bytes = splitGolden(GOLDEN)[4];
   const unknown = decodePacket(bytes, () => undefined);
   assert.equal(!unknown.ok && unknown.kind, "unknown-fork");
-  const v2 = bytes.slice();
-  v2[4] = 2;
-  assert.equal((decodePacket(v2, lookup) as { kind: string }).kind, "version");
+  for (const version of [1, 3]) {
+    const other = bytes.slice();
+    other[4] = version;
+    assert.equal((decodePacket(other, lookup) as { kind: string }).kind, "version");
+  }
   const longer = new Uint8Array(bytes.length + 1);
   longer.set(bytes);
   assert.match(

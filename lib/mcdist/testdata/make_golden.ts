@@ -1,11 +1,11 @@
 // GOLDEN FILE GENERATOR: run once per protocol version, then check the output in.
-//   deno run --allow-write lib/mcdist/testdata/make_golden.ts
-// wire_test.ts compares the encoding of goldenPackets() with wire_v1.bin byte for byte, so
+//   deno run --allow-write --allow-ffi lib/mcdist/testdata/make_golden.ts
+// wire_test.ts compares the encoding of goldenPackets() with wire_v2.bin byte for byte, so
 // regenerating it hides a layout change; a new version gets a new file instead.
 // File layout: for each packet, its length (u16, big-endian) and then its bytes.
 import { encodePacket, type Packet, PacketType } from "../wire.ts";
 
-export const GOLDEN_V1_URL: URL = new URL("./wire_v1.bin", import.meta.url);
+export const GOLDEN_URL: URL = new URL("./wire_v2.bin", import.meta.url);
 export const GOLDEN_KEY: Uint8Array = sequence(32, 0xa0);
 export const GOLDEN_PAGE_SIZE = 64;
 
@@ -25,6 +25,7 @@ export function goldenPackets(): Packet[] {
         type: PacketType.REQUEST,
         rate: 5000,
         outstanding: 7,
+        heard: { sender: 0x0a0b0c0d, seq: 99 },
         runs: [{ first: 3, count: 2 }, { first: 70_000, count: 1 }],
       },
     },
@@ -86,5 +87,5 @@ function sequence(length: number, first: number): Uint8Array {
 }
 
 if (import.meta.main) {
-  await Deno.writeFile(GOLDEN_V1_URL, encodeGolden());
+  await Deno.writeFile(GOLDEN_URL, encodeGolden());
 }
