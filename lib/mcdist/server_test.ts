@@ -234,6 +234,24 @@ Deno.test("a scan is read ahead: the clones get the next pages before they ask",
   assert.ok(!seen.has(73) && !seen.has(36), "only the scan's own pages");
 });
 
+Deno.test("a lost page asked for again does not stop the read-ahead of the scan", async () => {
+  await using r = await rig(2);
+  const seen = new Set<number>();
+  r.clients[1].onPages((first, bytes) => {
+    for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
+  });
+  for (const page of [52, 48, 44, 40, 68, 64, 60, 56]) {
+    r.clients[0].request([page]);
+    await until(() => seen.has(page));
+  }
+  await until(() => seen.has(100)); // the first window: 72 .. 100
+  r.clients[0].request([40]); // delivered before: lost, as far as the server can tell
+  await until(() => r.clients[0].outstanding === 0);
+  r.clients[0].request([104]); // just past the window: the clones kept scanning
+  await until(() => seen.has(104));
+  await until(() => seen.has(164), 1_000); // the next window, twice as long: 104 .. 164
+});
+
 Deno.test("without read-ahead only asked-for pages are sent", async () => {
   const cfg = config();
   const served = fork(1);
