@@ -24,6 +24,15 @@ const symbols = {
   close: { parameters: ["i32"], result: "i32" },
   // int madvise(void *addr, size_t length, int advice): addr passed as an integer address.
   madvise: { parameters: ["u64", "usize", "i32"], result: "i32" },
+  // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset): addr passed
+  // as an integer address; MAP_FAILED is (void *)-1, negative as an i64.
+  mmap: { parameters: ["u64", "usize", "i32", "i32", "i32", "i64"], result: "i64" },
+  // int munmap(void *addr, size_t length)
+  munmap: { parameters: ["u64", "usize"], result: "i32" },
+  // int memfd_create(const char *name, unsigned int flags)
+  memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
+  // int ftruncate(int fd, off_t length)
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   // int mincore(void *addr, size_t length, unsigned char *vec): addr passed as an integer
   // address; vec holds one byte per page of the range.
   mincore: { parameters: ["u64", "usize", "buffer"], result: "i32" },
@@ -215,8 +224,11 @@ export function ioctlValue(
 /** open(path, flags) */
 export function open(path: string, flags: number): number {
   // NUL-terminated copy, alive for the duration of the synchronous call.
-  const bytes = new TextEncoder().encode(path + "\0");
-  return check(`open ${path}`, libc().open(bytes, flags));
+  return check(`open ${path}`, libc().open(cString(path), flags));
+}
+
+function cString(text: string): Uint8Array {
+  return new TextEncoder().encode(text + "\0");
 }
 
 /** read(fd, buf, buf.byteLength); returns bytes read or -errno for an allowed errno. */
@@ -249,6 +261,60 @@ export const MADV_HUGEPAGE = 14;
 /** madvise(address, length, advice) */
 export function madvise(address: number, length: number, advice: number): void {
   check(`madvise(${advice})`, libc().madvise(BigInt(address), BigInt(length), advice));
+}
+
+const PROT_READ_WRITE = 0x1 | 0x2;
+const MAP_SHARED = 0x01;
+const MAP_PRIVATE = 0x02;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
+const MFD_CLOEXEC = 0x1;
+
+/** memfd_create(name) resized to `bytes`: a memory file whose pages are allocated as written. */
+export function memoryFile(name: string, bytes: number): number {
+  // The name is copied by the kernel during this synchronous call.
+  const fd = check("memfd_create", libc().memfd_create(cString(name), MFD_CLOEXEC));
+  try {
+    check("ftruncate a memory file", libc().ftruncate(fd, BigInt(bytes)));
+  } catch (error) {
+    close(fd);
+    throw error;
+  }
+  return fd;
+}
+
+/** Maps `length` bytes of file `fd` read-write and shared (writes reach the file); its address. */
+export function mapShared(fd: number, length: number): number {
+  return check(
+    "mmap a file shared",
+    libc().mmap(0n, BigInt(length), PROT_READ_WRITE, MAP_SHARED, fd, 0n),
+  );
+}
+
+/**
+ * Maps file `fd` read-write and private (copy on write) at `address`, in place of whatever was
+ * mapped there: reads see the file, writes make private copies.
+ */
+export function mapPrivateAt(address: number, length: number, fd: number): void {
+  const flags = MAP_PRIVATE | MAP_FIXED;
+  check(
+    "mmap a file at an address",
+    libc().mmap(BigInt(address), BigInt(length), PROT_READ_WRITE, flags, fd, 0n),
+  );
+}
+
+/** Maps fresh zero pages read-write at `address`, in place of whatever was mapped there. */
+export function mapZeroAt(address: number, length: number): void {
+  const flags = MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS;
+  check(
+    "mmap zero pages at an address",
+    libc().mmap(BigInt(address), BigInt(length), PROT_READ_WRITE, flags, -1, 0n),
+  );
+}
+
+/** munmap(address, length) */
+export function unmap(address: number, length: number): void {
+  check("munmap", libc().munmap(BigInt(address), BigInt(length)));
 }
 
 /**

@@ -8,12 +8,17 @@ import {
   Errno,
   errnoName,
   eventfd,
+  mapPrivateAt,
+  mapShared,
+  mapZeroAt,
+  memoryFile,
   monotonicMicros,
   poll,
   POLLFD_SIZE,
   POLLIN,
   read,
   SyscallError,
+  unmap,
   write,
 } from "./libc.ts";
 
@@ -69,4 +74,30 @@ Deno.test("monotonicMicros() does not go backwards", () => {
   const a = monotonicMicros();
   const b = monotonicMicros();
   assert.ok(b >= a && a > 0);
+});
+
+Deno.test("a memory file mapped shared here and privately over a buffer: shared reads, own writes", () => {
+  const bytes = 4 * 4096;
+  const fd = memoryFile("libc-test", bytes);
+  const at = mapShared(fd, bytes);
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  const clone = new Uint8Array(memory.buffer);
+  try {
+    const file = new Uint8Array(
+      Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(BigInt(at))!, bytes),
+    );
+    clone[5000] = 1;
+    mapPrivateAt(addressOf(memory.buffer), bytes, fd);
+    assert.equal(clone[5000], 0, "the file replaced what was there");
+    file[4096 + 7] = 42;
+    assert.equal(clone[4096 + 7], 42, "the file's pages are read through");
+    clone[4096 + 8] = 9;
+    assert.equal(file[4096 + 8], 0, "a write stays private");
+    mapZeroAt(addressOf(memory.buffer), bytes);
+    assert.equal(clone[4096 + 7], 0, "zero pages replaced the file");
+  } finally {
+    unmap(at, bytes);
+    close(fd);
+  }
+  assert.throws(() => memoryFile("x".repeat(300), 4096), /Cannot memfd_create: EINVAL/);
 });

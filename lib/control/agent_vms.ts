@@ -631,11 +631,12 @@ export class AgentVms {
     fork: string,
     pageCount: number,
     openClient: () => Promise<PageClient>,
+    pageFile: boolean,
   ): Promise<ForkPages> {
     let shared = this.#clientForks.get(fork);
     if (shared === undefined) {
       // Registered before any await so that the host's other clones of the fork share it.
-      const pages = openClient().then((client) => new ForkPages(client, pageCount));
+      const pages = openClient().then((client) => new ForkPages(client, pageCount, { pageFile }));
       shared = { pages, users: 0 };
       this.#clientForks.set(fork, shared);
     }
@@ -668,10 +669,12 @@ export class AgentVms {
     };
     // Clones on other hosts take mcdist when the parent offers it: a page sent for one of
     // them reaches all. Clones on the parent's host stay on local unicast.
+    const mcdistServer = local ? undefined : mcdist || undefined;
+    const viaMcdist = mcdistServer !== undefined;
     const openClient = (): Promise<PageClient> =>
-      mcdist && !local ? this.#mcdistClient({ ...access, server: mcdist }) : Promise.resolve(
-        new UnicastPageClient(access),
-      );
+      mcdistServer !== undefined
+        ? this.#mcdistClient({ ...access, server: mcdistServer })
+        : Promise.resolve(new UnicastPageClient(access));
     const eager = this.#mode === "eager"
       ? this.#eagerPages(fork, access, d.pageMap, openClient)
       : undefined;
@@ -679,7 +682,7 @@ export class AgentVms {
     // that it misses nothing its siblings on other hosts fetch meanwhile (making VMs takes a
     // while, hosts start at different times, and a page missed is a page sent again).
     if (eager === undefined) {
-      void this.#acquirePages(fork, access.pageCount, openClient).catch(() => {});
+      void this.#acquirePages(fork, access.pageCount, openClient, viaMcdist).catch(() => {});
     }
     try {
       const module = await this.#module(sourceHash);
@@ -696,7 +699,7 @@ export class AgentVms {
           } else {
             stats = await this.#openMemtap(vm, fork, d.pageMap, mem, openClient, {
               access,
-              unicast: !(mcdist && !local),
+              unicast: !viaMcdist,
             });
           }
           vm.vm = await WasmVm.resume({
@@ -800,7 +803,10 @@ export class AgentVms {
     let pages: ForkPages;
     let memtap: Memtap;
     try {
-      pages = await this.#acquirePages(fork, pageMap.length, openClient);
+      // mcdist clones map the host's page file of the fork (a page arrives once for all of
+      // them); others resolve pages in their fault workers, which copy them in.
+      pages = await this.#acquirePages(fork, pageMap.length, openClient, !route.unicast);
+      const direct = this.#directRoute(fork, route);
       memtap = await Memtap.open({
         memory,
         pageMap,
@@ -808,7 +814,8 @@ export class AgentVms {
         hostAsked: pages.asked,
         fetchTimeoutMs: MEMTAP_FETCH_TIMEOUT_MS,
         retries: 1,
-        ...this.#directRoute(fork, route),
+        ...direct,
+        ...(direct.direct === undefined && pages.pageFile ? { backing: pages.pageFile } : {}),
       });
     } catch (e) {
       await this.#releasePages(fork);

@@ -247,6 +247,11 @@ function handleMissing(bytes: Uint8Array, count: number): void {
           continue;
         }
         (pages ??= []).push(page);
+      } else if (Atomics.load(state, page) === STATE_PRESENT) {
+        // Arrived before this fault was read. Installed by copying, the page is mapped and its
+        // thread was woken; written to a page file, the thread may have gone to sleep after that
+        // wake-up (the kernel saw no mapping yet): wake it now.
+        uffdWake(uffd, base + page * pageSize, pageSize);
       } else if (direct instanceof UnicastResolver) {
         direct.noteFault(page, at); // asked for by fill(): time the fault that now waits on it
       }

@@ -6,12 +6,16 @@
  * page once whenever its clones start. What arrived is copied into one store of the fork's size
  * (memory is taken only as pages are written): the transport's buffers are reused.
  *
+ * With `pageFile`, the store is a memory file (page_file.ts) that the memtaps map over their
+ * clones' memories: a page is then written once for all of them, not copied into each.
+ *
  * @module
  */
 
 import { HOST_ASKED, HOST_HELD } from "./fault_protocol.ts";
 import { releasePages } from "./release_pages.ts";
 import type { Memtap, PageSource } from "./memtap.ts";
+import { PageFile } from "./page_file.ts";
 import type { PageClient } from "./transport.ts";
 
 /** Memtap's only page size. */
@@ -23,6 +27,8 @@ export class ForkPages {
   #memtaps = new Set<Memtap>();
   /** Clone-time contents of the pages that arrived, at page × 4 KiB. */
   #store: Uint8Array;
+  /** The store as a file the memtaps map (open them with it as `backing`), if there is one. */
+  readonly pageFile: PageFile | undefined;
   /**
    * Per page, shared with the clones' fault workers: asked for (HOST_ASKED), in the store
    * (HOST_HELD), or neither.
@@ -30,9 +36,10 @@ export class ForkPages {
   readonly asked: Uint8Array;
   #heldCount = 0;
 
-  constructor(client: PageClient, pageCount: number) {
+  constructor(client: PageClient, pageCount: number, options: { pageFile?: boolean } = {}) {
     this.#client = client;
-    this.#store = new Uint8Array(pageCount * PAGE_BYTES);
+    this.pageFile = options.pageFile ? pageFileOrNone(pageCount) : undefined;
+    this.#store = this.pageFile?.bytes ?? new Uint8Array(pageCount * PAGE_BYTES);
     this.asked = new Uint8Array(new SharedArrayBuffer(pageCount));
     client.onPages((first, bytes) => {
       for (let i = 0; i * PAGE_BYTES < bytes.byteLength; i++) {
@@ -45,7 +52,7 @@ export class ForkPages {
           (first + i) * PAGE_BYTES,
         );
       }
-      this.#installEverywhere(first, bytes);
+      this.#installEverywhere(first, bytes.byteLength / PAGE_BYTES);
     });
   }
 
@@ -65,12 +72,7 @@ export class ForkPages {
       const missing: number[] = [];
       for (const page of pages) {
         if (this.asked[page] !== HOST_HELD) missing.push(page);
-        else {
-          this.#installEverywhere(
-            page,
-            this.#store.subarray(page * PAGE_BYTES, (page + 1) * PAGE_BYTES),
-          );
-        }
+        else this.#installEverywhere(page, 1);
       }
       if (missing.length > 0) this.#client.request(missing);
     },
@@ -88,7 +90,7 @@ export class ForkPages {
       const held = page < this.asked.length && this.asked[page] === HOST_HELD;
       if (held && first < 0) first = page;
       if (held || first < 0) continue;
-      memtap.install(first, this.#store.subarray(first * PAGE_BYTES, page * PAGE_BYTES));
+      this.#install(memtap, first, page - first);
       first = -1;
     }
   }
@@ -119,10 +121,28 @@ export class ForkPages {
   async close(): Promise<void> {
     await this.#client.close();
     this.#memtaps.clear();
-    releasePages(this.#store.buffer);
+    if (this.pageFile) this.pageFile.close();
+    else releasePages(this.#store.buffer);
   }
 
-  #installEverywhere(first: number, bytes: Uint8Array): void {
-    for (const memtap of this.#memtaps) memtap.install(first, bytes);
+  #installEverywhere(first: number, count: number): void {
+    for (const memtap of this.#memtaps) this.#install(memtap, first, count);
+  }
+
+  /** Gives `memtap` held pages: copied in, or only told about when it maps the page file. */
+  #install(memtap: Memtap, first: number, count: number): void {
+    if (this.pageFile) memtap.mapped(first, count);
+    else {
+      memtap.install(first, this.#store.subarray(first * PAGE_BYTES, (first + count) * PAGE_BYTES));
+    }
+  }
+}
+
+/** A page file, or none where memory files cannot be made or mapped: clones then get copies. */
+function pageFileOrNone(pageCount: number): PageFile | undefined {
+  try {
+    return PageFile.create(pageCount);
+  } catch {
+    return undefined;
   }
 }

@@ -61,6 +61,7 @@ async function clone(pages: ForkPages): Promise<{ memtap: Memtap; memory: WebAss
     pageMap: new Uint8Array(PAGES).fill(PAGE_PRESENT),
     source: pages.source,
     hostAsked: pages.asked,
+    ...(pages.pageFile ? { backing: pages.pageFile } : {}),
   });
   pages.attach(memtap);
   return { memtap, memory };
@@ -76,94 +77,99 @@ async function checksums(memory: WebAssembly.Memory, pages: number[]): Promise<n
   return (await touch.result).sums;
 }
 
-Deno.test("a clone that starts late gets its siblings' pages from the host at once", async () => {
-  const contents = new Uint8Array(PAGES * PS);
-  for (let p = 0; p < PAGES; p++) crypto.getRandomValues(contents.subarray(p * PS, (p + 1) * PS));
-  const expected = (pages: number[]) =>
-    pages.map((p) => pageChecksum(new Int32Array(contents.buffer, p * PS, PS / 4)));
-  const client = new RecordingClient(contents);
-  const pages = new ForkPages(client, PAGES);
-  const first = await clone(pages);
-  const second: { memtap?: Memtap } = {};
-  try {
-    const early = [3, 9, 10, 40];
-    assert.deepEqual(await checksums(first.memory, early), expected(early));
-    client.deliver(50); // a sibling's fault elsewhere, or a push
-    assert.equal(pages.pagesHeld, 5);
-    const late = await clone(pages);
-    second.memtap = late.memtap;
-    const asked = client.requests.length;
-    const touched = [...early, 50, 60];
-    assert.deepEqual(await checksums(late.memory, touched), expected(touched));
-    assert.deepEqual(client.requests.slice(asked), [60], "only the page no clone had");
-    assert.equal(late.memtap.stats().pagesFetched, touched.length);
-    assert.equal(late.memtap.stats().faults, 1, "the host's pages were installed at its start");
-  } finally {
-    pages.detach(first.memtap);
-    await first.memtap.close();
-    if (second.memtap) {
-      pages.detach(second.memtap);
-      await second.memtap.close();
-    }
-  }
-});
+// Every behaviour holds whether pages are copied into each clone or read from the host's page file.
+for (const pageFile of [false, true]) {
+  const mode = pageFile ? " (page file)" : "";
 
-Deno.test("clones faulting on the same pages together ask for each once; all get them", async () => {
-  const contents = new Uint8Array(PAGES * PS);
-  for (let p = 0; p < PAGES; p++) contents.fill(p + 1, p * PS, (p + 1) * PS);
-  const client = new RecordingClient(contents);
-  const pages = new ForkPages(client, PAGES);
-  const clones = [await clone(pages), await clone(pages), await clone(pages)];
-  try {
-    client.hold();
-    const wanted = [2, 7, 11, 30];
-    const touches = clones.map((c) => checksums(c.memory, wanted));
-    // Every clone's first fault is in (each blocks on it) before any page comes.
-    for (let i = 0; i < 200 && clones.some((c) => c.memtap.stats().faults === 0); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
+  Deno.test(`a clone that starts late gets its siblings' pages from the host at once${mode}`, async () => {
+    const contents = new Uint8Array(PAGES * PS);
+    for (let p = 0; p < PAGES; p++) crypto.getRandomValues(contents.subarray(p * PS, (p + 1) * PS));
+    const expected = (pages: number[]) =>
+      pages.map((p) => pageChecksum(new Int32Array(contents.buffer, p * PS, PS / 4)));
+    const client = new RecordingClient(contents);
+    const pages = new ForkPages(client, PAGES, { pageFile });
+    const first = await clone(pages);
+    const second: { memtap?: Memtap } = {};
+    try {
+      const early = [3, 9, 10, 40];
+      assert.deepEqual(await checksums(first.memory, early), expected(early));
+      client.deliver(50); // a sibling's fault elsewhere, or a push
+      assert.equal(pages.pagesHeld, 5);
+      const late = await clone(pages);
+      second.memtap = late.memtap;
+      const asked = client.requests.length;
+      const touched = [...early, 50, 60];
+      assert.deepEqual(await checksums(late.memory, touched), expected(touched));
+      assert.deepEqual(client.requests.slice(asked), [60], "only the page no clone had");
+      assert.equal(late.memtap.stats().pagesFetched, touched.length);
+      assert.equal(late.memtap.stats().faults, 1, "the host's pages were installed at its start");
+    } finally {
+      pages.detach(first.memtap);
+      await first.memtap.close();
+      if (second.memtap) {
+        pages.detach(second.memtap);
+        await second.memtap.close();
+      }
     }
-    assert.ok(clones.every((c) => c.memtap.stats().faults > 0), "every clone faulted");
-    // Pages come one by one, each after all three clones wait on it.
-    for (let n = 1; n <= wanted.length; n++) {
-      for (let i = 0; i < 200 && clones.some((c) => c.memtap.stats().faults < n); i++) {
+  });
+
+  Deno.test(`clones faulting on the same pages together ask for each once; all get them${mode}`, async () => {
+    const contents = new Uint8Array(PAGES * PS);
+    for (let p = 0; p < PAGES; p++) contents.fill(p + 1, p * PS, (p + 1) * PS);
+    const client = new RecordingClient(contents);
+    const pages = new ForkPages(client, PAGES, { pageFile });
+    const clones = [await clone(pages), await clone(pages), await clone(pages)];
+    try {
+      client.hold();
+      const wanted = [2, 7, 11, 30];
+      const touches = clones.map((c) => checksums(c.memory, wanted));
+      // Every clone's first fault is in (each blocks on it) before any page comes.
+      for (let i = 0; i < 200 && clones.some((c) => c.memtap.stats().faults === 0); i++) {
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
+      assert.ok(clones.every((c) => c.memtap.stats().faults > 0), "every clone faulted");
+      // Pages come one by one, each after all three clones wait on it.
+      for (let n = 1; n <= wanted.length; n++) {
+        for (let i = 0; i < 200 && clones.some((c) => c.memtap.stats().faults < n); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        client.release();
+        client.hold();
+      }
       client.release();
-      client.hold();
+      const sums = wanted.map((p) => pageChecksum(new Int32Array(contents.buffer, p * PS, PS / 4)));
+      for (const result of await Promise.all(touches)) assert.deepEqual(result, sums);
+      assert.deepEqual(client.requests, wanted, "one request a page for the three clones");
+      assert.equal(
+        clones.reduce((n, c) => n + c.memtap.stats().faults, 0),
+        3 * wanted.length,
+        "each clone faulted on each page",
+      );
+    } finally {
+      for (const c of clones) {
+        pages.detach(c.memtap);
+        await c.memtap.close();
+      }
     }
-    client.release();
-    const sums = wanted.map((p) => pageChecksum(new Int32Array(contents.buffer, p * PS, PS / 4)));
-    for (const result of await Promise.all(touches)) assert.deepEqual(result, sums);
-    assert.deepEqual(client.requests, wanted, "one request a page for the three clones");
-    assert.equal(
-      clones.reduce((n, c) => n + c.memtap.stats().faults, 0),
-      3 * wanted.length,
-      "each clone faulted on each page",
-    );
-  } finally {
-    for (const c of clones) {
-      pages.detach(c.memtap);
-      await c.memtap.close();
-    }
-  }
-});
+  });
 
-Deno.test("after a clone leaves, pages asked for and not arrived are asked for again", async () => {
-  const client = new RecordingClient(new Uint8Array(PAGES * PS));
-  const pages = new ForkPages(client, PAGES);
-  const stays = await clone(pages);
-  try {
-    // A leaving clone's worker marked 5 and 9 asked (its siblings will not report them); 9 came.
-    Atomics.store(pages.asked, 5, HOST_ASKED);
-    Atomics.store(pages.asked, 9, HOST_ASKED);
-    client.deliver(9);
-    pages.askAgain();
-    assert.deepEqual(client.requests, [5]);
-    pages.detach(stays.memtap);
-    pages.askAgain();
-    assert.deepEqual(client.requests, [5], "no clone left to wait for it");
-  } finally {
-    pages.detach(stays.memtap);
-    await stays.memtap.close();
-  }
-});
+  Deno.test(`after a clone leaves, pages asked for and not arrived are asked for again${mode}`, async () => {
+    const client = new RecordingClient(new Uint8Array(PAGES * PS));
+    const pages = new ForkPages(client, PAGES, { pageFile });
+    const stays = await clone(pages);
+    try {
+      // A leaving clone's worker marked 5 and 9 asked (its siblings will not report them); 9 came.
+      Atomics.store(pages.asked, 5, HOST_ASKED);
+      Atomics.store(pages.asked, 9, HOST_ASKED);
+      client.deliver(9);
+      pages.askAgain();
+      assert.deepEqual(client.requests, [5]);
+      pages.detach(stays.memtap);
+      pages.askAgain();
+      assert.deepEqual(client.requests, [5], "no clone left to wait for it");
+    } finally {
+      pages.detach(stays.memtap);
+      await stays.memtap.close();
+    }
+  });
+}

@@ -14,6 +14,11 @@
  * stays blocked in its fault until {@link Memtap.close}, whose UFFDIO_UNREGISTER wakes it (it then
  * reads zeros): the owner must stop the VM before closing.
  *
+ * With a `backing` file (page_file.ts, shared by the clones of a fork on one host), the file is
+ * mapped privately over the memory instead of emptying it: pages written to the file are read
+ * from it with no fault to handle, and a page that arrives after its fault is only marked
+ * present and woken ({@link Memtap.mapped}), never copied.
+ *
  * Only `pageMap.length` pages are registered: pages added later by `memory.grow` were never the
  * parent's and are ordinary zero-filled memory, so they need no registration.
  *
@@ -26,6 +31,8 @@ import {
   Errno,
   MADV_DONTNEED,
   madvise,
+  mapPrivateAt,
+  mapZeroAt,
   monotonicMicros,
 } from "../../native/libc.ts";
 import {
@@ -59,6 +66,7 @@ import {
   TIME_STALLED_US,
 } from "./fault_protocol.ts";
 import type { ForkAccess } from "./transport.ts";
+import type { PageFile } from "./page_file.ts";
 import { FaultWorkerHandle } from "./fault_worker_handle.ts";
 import {
   isPageMark,
@@ -105,6 +113,11 @@ export interface MemtapOptions {
    * sibling clone already asked for is not reported, the page being installed everywhere.
    */
   hostAsked?: Uint8Array;
+  /**
+   * The fork's page file on this host (page_file.ts), mapped over the memory: pages arrive by
+   * being written to it, then {@link Memtap.mapped}; {@link Memtap.install} is not for them.
+   */
+  backing?: PageFile;
 }
 
 /** Counters of a memtap. */
@@ -158,8 +171,8 @@ interface InFlight {
 
 const LATENCY_RING = 65536;
 type RequiredOptions =
-  & Required<Omit<MemtapOptions, "direct" | "hostAsked">>
-  & Pick<MemtapOptions, "direct" | "hostAsked">;
+  & Required<Omit<MemtapOptions, "direct" | "hostAsked" | "backing">>
+  & Pick<MemtapOptions, "direct" | "hostAsked" | "backing">;
 
 /** Memory-on-demand for one clone memory. */
 export class Memtap {
@@ -171,6 +184,9 @@ export class Memtap {
   #pageCount: number;
   #marks: Uint8Array;
   #state: Uint8Array;
+  #backed: boolean;
+  /** fill() completed: closing keeps the contents (a backed memory copies them out of the file). */
+  #complete = false;
   #workerStats: Int32Array;
   #timing: Float64Array;
   #resolver: MemtapStats["resolver"];
@@ -216,6 +232,7 @@ export class Memtap {
     this.#source = options.source;
     this.#timeoutMs = options.fetchTimeoutMs;
     this.#retries = options.retries;
+    this.#backed = options.backing !== undefined;
     const marks = new Uint8Array(new SharedArrayBuffer(this.#pageCount));
     marks.set(options.pageMap);
     for (const mark of options.pageMap) if (mark === PAGE_PRESENT) this.#presentLeft++;
@@ -263,7 +280,8 @@ export class Memtap {
     const uffd = openUserfaultfd({ nonblocking: true });
     try {
       uffdApi(uffd, 0n);
-      madvise(base, length, MADV_DONTNEED);
+      if (full.backing) mapPrivateAt(base, length, full.backing.fd);
+      else madvise(base, length, MADV_DONTNEED);
       uffdRegister(uffd, base, length, UFFDIO_REGISTER_MODE_MISSING);
     } catch (cause) {
       close(uffd);
@@ -290,27 +308,51 @@ export class Memtap {
    * also wakes threads waiting on it.
    */
   install(firstPage: number, bytes: Uint8Array): void {
-    if (this.#closed) throw new MemtapError("Cannot install pages: memtap is closed");
+    if (this.#backed) throw new MemtapError("Cannot install pages: they come from the page file");
     const ps = this.#pageSize;
-    const count = bytes.byteLength / ps;
+    this.#eachWantedRun("install", firstPage, bytes.byteLength / ps, (first, end) => {
+      this.#copyRun(first, bytes.subarray((first - firstPage) * ps, (end - firstPage) * ps));
+    });
+  }
+
+  /**
+   * Pages `firstPage…firstPage+count-1` are in the backing file now: those not present yet are
+   * marked present and their waiters woken (the clone reads them from the file).
+   */
+  mapped(firstPage: number, count: number): void {
+    if (!this.#backed) throw new MemtapError("Cannot map pages: this memtap has no page file");
+    this.#eachWantedRun("map", firstPage, count, (first, end) => {
+      this.#wakeLater(first, end);
+      this.#markInstalled(first, end - first);
+    });
+  }
+
+  /** Calls `run(first, end)` for each run of pages in the range that are PRESENT and missing. */
+  #eachWantedRun(
+    op: string,
+    firstPage: number,
+    count: number,
+    run: (first: number, end: number) => void,
+  ): void {
+    if (this.#closed) throw new MemtapError(`Cannot ${op} pages: memtap is closed`);
     if (!Number.isInteger(count) || !Number.isInteger(firstPage) || firstPage < 0) {
-      throw new RangeError(`Cannot install pages: ${bytes.byteLength} bytes at page ${firstPage}`);
+      throw new RangeError(`Cannot ${op} pages: ${count} pages at page ${firstPage}`);
     }
     if (firstPage + count > this.#pageCount) {
       throw new RangeError(
-        `Cannot install pages: ${firstPage}+${count} is past the ${this.#pageCount} pages`,
+        `Cannot ${op} pages: ${firstPage}+${count} is past the ${this.#pageCount} pages`,
       );
     }
-    let i = 0;
-    while (i < count) {
-      if (!this.#wanted(firstPage + i)) {
-        i++;
+    let page = firstPage;
+    while (page < firstPage + count) {
+      if (!this.#wanted(page)) {
+        page++;
         continue;
       }
-      let end = i + 1;
-      while (end < count && this.#wanted(firstPage + end)) end++;
-      this.#copyRun(firstPage + i, bytes.subarray(i * ps, end * ps));
-      i = end;
+      let end = page + 1;
+      while (end < firstPage + count && this.#wanted(end)) end++;
+      run(page, end);
+      page = end;
     }
   }
 
@@ -342,11 +384,17 @@ export class Memtap {
       this.#directFilled = Promise.withResolvers<boolean>();
       this.#worker.command({ kind: "fill" });
       const failed = this.failed.then((e) => Promise.reject(e));
-      if (await Promise.race([this.#directFilled.promise, failed])) return;
+      if (await Promise.race([this.#directFilled.promise, failed])) {
+        this.#complete = true;
+        return;
+      }
       // Direct resolution failed meanwhile: the page source fills the rest.
     }
     this.#recountPresentLeft();
-    if (this.#presentLeft === 0) return;
+    if (this.#presentLeft === 0) {
+      this.#complete = true;
+      return;
+    }
     this.#filled ??= Promise.withResolvers<void>();
     const ask: number[] = [];
     const now = performance.now();
@@ -364,6 +412,7 @@ export class Memtap {
     if (ask.length > 0) this.#ask(ask);
     const failed = this.failed.then((e) => Promise.reject(e));
     await Promise.race([this.#filled.promise, failed]);
+    this.#complete = true;
   }
 
   #onDirectFailed(message: string): void {
@@ -571,7 +620,9 @@ export class Memtap {
 
   /**
    * Stop the worker, unregister (waking any thread still blocked in a fault: it then sees a
-   * zero page, so stop the VM first) and close the userfaultfd. Idempotent.
+   * zero page, so stop the VM first) and close the userfaultfd. Idempotent. A backed memory
+   * stops mapping the page file: after {@link fill} its contents are copied into memory of its
+   * own (the VM goes on with them), else it is emptied (its VM is over).
    */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -583,6 +634,14 @@ export class Memtap {
     } finally {
       close(this.#uffd);
     }
+    if (this.#backed) this.#unmapBacking();
+  }
+
+  #unmapBacking(): void {
+    const view = new Uint8Array(this.#memory.buffer, 0, this.#length);
+    const kept = this.#complete ? view.slice() : undefined;
+    mapZeroAt(this.#base, this.#length);
+    if (kept !== undefined) view.set(kept);
   }
 }
 

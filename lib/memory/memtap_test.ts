@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { isUserfaultfdAvailable, NO_UFFD_ENV } from "./availability.ts";
 import { idleFaultWorkers } from "./fault_worker_handle.ts";
 import { Memtap, MemtapError, type PageSource } from "./memtap.ts";
+import { PageFile } from "./page_file.ts";
 import { PAGE_PRESENT, PAGE_ZERO } from "./page_mark.ts";
 import { pageChecksum } from "./testdata/checksum.ts";
 import { oneSpareFaultWorker } from "./testdata/spares.ts";
@@ -187,6 +188,66 @@ Deno.test("memtap installs unrequested pages once and never asks for them", asyn
     assert.equal(memtap.stats().pagesInstalledUnrequested, 40);
   } finally {
     await memtap.close();
+  }
+});
+
+/** The host side of a page file: a page asked for is written to the file and announced. */
+class FileSource implements PageSource {
+  requests: number[] = [];
+  memtaps: Memtap[] = [];
+  constructor(readonly file: PageFile, readonly contents: Uint8Array) {}
+  write(page: number): void {
+    this.file.bytes.set(this.contents.subarray(page * PS, (page + 1) * PS), page * PS);
+    for (const memtap of this.memtaps) memtap.mapped(page, 1);
+  }
+  request(pages: number[]): void {
+    this.requests.push(...pages);
+    setTimeout(() => pages.forEach((page) => this.write(page)), 0);
+  }
+}
+
+Deno.test("clones over one page file read its pages without faults and write their own", async () => {
+  const pages = 64;
+  const contents = randomContents(pages);
+  const file = PageFile.create(pages);
+  const source = new FileSource(file, contents);
+  const open = async () => {
+    const memory = sharedMemory(pages / 16);
+    const pageMap = new Uint8Array(pages).fill(PAGE_PRESENT);
+    const memtap = await Memtap.open({ memory, pageSize: PS, pageMap, source, backing: file });
+    source.memtaps.push(memtap);
+    return { memory, memtap };
+  };
+  const a = await open();
+  const b = await open();
+  try {
+    for (let page = 0; page < 32; page++) source.write(page);
+    await touchAndCheck(a.memory, contents, [0, 5, 31]);
+    assert.equal(a.memtap.stats().faults, 0, "the file's pages need no fault");
+    await touchAndCheck(b.memory, contents, [40, 41]);
+    assert.deepEqual(source.requests, [40, 41], "a missing page faults and is fetched");
+    await touchAndCheck(a.memory, contents, [40]);
+    assert.equal(a.memtap.stats().faults, 0, "a sibling's page is in the file");
+    assert.throws(() => a.memtap.install(0, contents.subarray(0, PS)), MemtapError);
+
+    const mine = new Uint8Array(a.memory.buffer);
+    mine[5 * PS] ^= 0xff; // mapped already: a copy on write, no fault
+    const expected = contents.slice();
+    expected[5 * PS] ^= 0xff;
+    await touchAndCheck(b.memory, contents, [5]);
+    assert.equal(file.bytes[5 * PS], contents[5 * PS], "the write stayed the clone's");
+
+    await a.memtap.fill();
+    await a.memtap.close();
+    file.bytes[0] ^= 0xff;
+    const all = Array.from({ length: pages }, (_, i) => i);
+    await touchAndCheck(a.memory, expected, all); // kept after close, and no longer the file's
+    await b.memtap.close();
+    assert.ok(new Uint8Array(b.memory.buffer, 0, pages * PS).every((x) => x === 0), "emptied");
+  } finally {
+    await a.memtap.close();
+    await b.memtap.close();
+    file.close();
   }
 });
 
