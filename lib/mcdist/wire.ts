@@ -392,8 +392,8 @@ function readBody(
       if (parts > 1 && count !== 1) return "a page split in parts must travel alone";
       const want = parts === 1 ? count * pageSize : partLength(pageSize, part, parts);
       if (want <= 0 || length - 8 !== want) return `page data of ${length - 8} bytes, want ${want}`;
-      const start = view.byteOffset + at + 8;
-      const data = new Uint8Array(view.buffer.slice(start, start + want));
+      // A view, as the fork id: a host decodes every page datagram, and keeps what it needs.
+      const data = new Uint8Array(view.buffer, view.byteOffset + at + 8, want);
       return { type, first, count, part, parts, data };
     }
     case PacketType.PUSH: {
