@@ -10,7 +10,7 @@ import { INTERRUPT_FLAG, SF_ECONTROL, SF_EFORK, SfError } from "./guest_abi.ts";
 import { VmError } from "./errors.ts";
 import type { ForkPoint, ForkPointState } from "./fork_point.ts";
 import type { PreparedModule } from "./prepare.ts";
-import { takeWorker } from "./worker_pool.ts";
+import { giveWorker, takeWorker } from "./worker_pool.ts";
 import type { OutputStream, Preopen } from "./wasi.ts";
 import {
   CONTROL_BYTES,
@@ -252,7 +252,7 @@ export class WasmVm {
         return;
       case "failed":
         this.#ready.reject(new VmError(`Cannot start VM: ${message.message}`));
-        this.#finish({ kind: "trap", message: message.message });
+        this.#finish({ kind: "trap", message: message.message }, "idle");
         return;
       case "output":
         this.#output(message.stream, message.text);
@@ -275,10 +275,10 @@ export class WasmVm {
         this.#pauses.push(message.pauseMs);
         return;
       case "exit":
-        this.#finish({ kind: "exit", code: message.code });
+        this.#finish({ kind: "exit", code: message.code }, "idle");
         return;
       case "trap":
-        this.#finish({ kind: "trap", message: message.message });
+        this.#finish({ kind: "trap", message: message.message }, "idle");
         return;
     }
   }
@@ -304,10 +304,15 @@ export class WasmVm {
     for (const line of lines) this.#io.onOutput(stream, line);
   }
 
-  #finish(exit: VmExit): void {
+  /**
+   * `idle`: the worker's guest returned (its last message), and the worker waits for another:
+   * it goes back to the pool. Killed or broken, it is ended.
+   */
+  #finish(exit: VmExit, worker: "idle" | "end" = "end"): void {
     if (this.#done) return;
     this.#done = true;
-    this.#worker.terminate();
+    if (worker === "idle") giveWorker(this.#worker);
+    else this.#worker.terminate();
     for (const stream of ["stdout", "stderr"] as const) {
       if (this.#lines[stream]) this.#io.onOutput(stream, this.#lines[stream]);
       this.#lines[stream] = "";

@@ -6,6 +6,7 @@ import { PAGE_PRESENT } from "../../memory/page_mark.ts";
 import { VmError } from "./errors.ts";
 import { SF_ECONTROL, SF_EFORK, SF_EINVAL } from "./guest_abi.ts";
 import { createGuestMemory, type GuestHooks, WasmVm } from "./vm.ts";
+import { holdWorkerPool, idleWorkers } from "./worker_pool.ts";
 import { FakeCluster } from "./testdata/fake_agent.ts";
 import { preparedGuest } from "./testdata/guests.ts";
 
@@ -81,6 +82,32 @@ Deno.test("a trapping guest ends with a trap, not a host crash", async () => {
   assert.equal(exit.kind, "trap");
   assert.match(exit.kind === "trap" ? exit.message : "", /unreachable/);
   assert.deepEqual(cluster.linesOf("p"), ["before trap"]);
+});
+
+Deno.test("a worker whose guest ended runs the next guest; a killed one's thread ends", async () => {
+  const threadsBefore = vmThreads();
+  const release = holdWorkerPool(1);
+  try {
+    await waitFor(() => idleWorkers() === 1, "a spare VM worker");
+    const before = vmThreads();
+    const cluster = new FakeCluster(await preparedGuest("trap"));
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await (await cluster.start([])).exited).kind, "trap");
+      assert.equal(idleWorkers(), 1, "back in the pool");
+    }
+    assert.equal(cluster.linesOf("p").length, 3, "each run printed");
+    assert.deepEqual([...vmThreads().keys()], [...before.keys()], "the same thread ran them all");
+    const pooled = [...before.keys()].filter((tid) => !threadsBefore.has(tid));
+    assert.equal(pooled.length, 1);
+    const spinner = new FakeCluster(await preparedGuest("spin"));
+    const spinning = await spinner.start(["spin"]);
+    await waitFor(() => spinner.linesOf("p").length === 1, "the guest spinning");
+    spinning.kill();
+    await spinning.exited;
+    await waitFor(() => !vmThreads().has(pooled[0]), "the killed guest's thread to end");
+  } finally {
+    release();
+  }
 });
 
 Deno.test("kill() stops the thread of a spinning, blocked or sleeping guest", async () => {

@@ -1,6 +1,7 @@
 /**
  * Idle VM workers (lib/threads/spare_workers.ts): a clone starts on one that already loaded and
- * compiled vm_worker.ts. Agents size the pool to their slots.
+ * compiled vm_worker.ts, often one whose last guest ended (its code is compiled already, and the
+ * pool needs no new worker afterwards). Agents size the pool to their slots.
  *
  * @module
  */
@@ -12,6 +13,16 @@ const vmWorkers = new SpareWorkers(new URL("./vm_worker.ts", import.meta.url));
 /** A fresh VM worker: an idle one if there is one, else a new one; replacements start later. */
 export function takeWorker(): Worker {
   return vmWorkers.take();
+}
+
+/**
+ * Takes back a worker whose guest returned (it waits for the next one, with its script loaded
+ * and its code compiled); ends it if the pool is full.
+ */
+export function giveWorker(worker: Worker): void {
+  worker.onmessage = null;
+  worker.onerror = null;
+  vmWorkers.give(worker);
 }
 
 /**
