@@ -140,7 +140,7 @@ export class McdistClient implements PageClient {
   #partial = new Map<number, PartialPage>();
   #announced = new Map<number, number>();
   /** The newest packet from the server: told in every REQUEST, so that it can tell lost pages. */
-  readonly #heard: Heard = { sender: 0, seq: 0 };
+  readonly #heard: Heard = { sender: 0, group: 0, unicast: 0 };
   #srtt = -1;
   #rttvar = 0;
   #lastHeard: number;
@@ -331,10 +331,13 @@ export class McdistClient implements PageClient {
     if (this.#guard.check(packet.sender, packet.seq, packet.time) !== "ok") {
       return this.#reject("Cannot accept packet: replayed or stale");
     }
-    if (packet.sender !== this.#heard.sender || packet.seq > this.#heard.seq) {
-      this.#heard.sender = packet.sender;
-      this.#heard.seq = packet.seq;
+    const heard = this.#heard;
+    if (packet.sender !== heard.sender) {
+      heard.sender = packet.sender; // the server's stamp wrapped: a new sender, seqs from 1
+      heard.group = heard.unicast = 0;
     }
+    if (fromGroup) heard.group = Math.max(heard.group, packet.seq);
+    else heard.unicast = Math.max(heard.unicast, packet.seq);
     const now = performance.now();
     const body = packet.body;
     switch (body.type) {

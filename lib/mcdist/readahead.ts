@@ -50,14 +50,11 @@ export class StridePredictor {
 
   /** A clone faulted on `page`; returns the pages to push next, in order (maybe none). */
   observe(page: number): number[] {
-    if (this.#step !== 0) {
-      const past = (page - this.#ahead) / this.#step;
-      if (Number.isInteger(past) && past >= 1 && past <= SLACK_STRIDES) {
-        // The clones ran through the window: push the next, larger one from its end.
-        this.#window = Math.min(this.options.maxWindow, this.#window * 2);
-        this.#recent = [];
-        return this.#predictFrom(this.#ahead);
-      }
+    if (this.continues(page)) {
+      // The clones ran through the window: push the next, larger one from its end.
+      this.#window = Math.min(this.options.maxWindow, this.#window * 2);
+      this.#recent = [];
+      return this.#predictFrom(this.#ahead);
     }
     this.#recent.push(page);
     if (this.#recent.length > this.options.history) this.#recent.shift();
@@ -77,6 +74,13 @@ export class StridePredictor {
     this.#step = step;
     this.#window = this.options.initialWindow;
     return this.#predictFrom(edge);
+  }
+
+  /** Whether a fault on `page` (a page not read ahead) is the scan running past its window. */
+  continues(page: number): boolean {
+    if (this.#step === 0) return false;
+    const past = (page - this.#ahead) / this.#step;
+    return Number.isInteger(past) && past >= 1 && past <= SLACK_STRIDES;
   }
 
   /**

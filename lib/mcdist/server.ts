@@ -140,6 +140,8 @@ class ForkState {
   /** The stamp (sender, seq) of the datagram that last carried each page (its last part). */
   readonly sentSender: Uint32Array;
   readonly sentSeq: Uint32Array;
+  /** 1 when that datagram went to the group, 0 when unicast. */
+  readonly sentToGroup: Uint8Array;
   readonly requesters = new Map<string, number>();
   /** Pages in the order they were first asked for (demandOrder), and which were. */
   readonly demand: number[] = [];
@@ -164,6 +166,7 @@ class ForkState {
     this.everSent = new Uint8Array(fork.pageCount);
     this.sentSender = new Uint32Array(fork.pageCount);
     this.sentSeq = new Uint32Array(fork.pageCount);
+    this.sentToGroup = new Uint8Array(fork.pageCount);
     this.asked = new Uint8Array(fork.pageCount);
   }
 
@@ -407,13 +410,25 @@ export class McdistServer implements PushingPageServer {
     this.#schedule(0);
   }
 
-  /** Pages to read ahead after `page`, which `from` asked for: servable ones not sent yet. */
+  /**
+   * Pages to read ahead after `page`, which `from` asked for: servable ones not sent yet. A page
+   * just past the window of any requester's scan continues that scan: hosts in lockstep take
+   * turns at running past a window first, and the one that does may not have seen the scan.
+   */
   #predict(state: ForkState, from: string, page: number): number[] {
     if (this.#options.readahead === false) return [];
     let predictor = state.predictors.get(from);
     if (predictor === undefined) {
       predictor = new StridePredictor(state.fork.pageCount, this.#options.readahead);
       state.predictors.set(from, predictor);
+    }
+    if (!predictor.continues(page)) {
+      for (const other of state.predictors.values()) {
+        if (other.continues(page)) {
+          predictor = other;
+          break;
+        }
+      }
     }
     return predictor.observe(page).filter((p) =>
       state.fork.pageMap[p] === PAGE_PRESENT && state.everSent[p] === 0
@@ -452,7 +467,8 @@ export class McdistServer implements PushingPageServer {
       return true;
     }
     if (now - state.lastSent[page] >= this.#lockstepMs) return false;
-    if (heard.sender === state.sentSender[page] && heard.seq > state.sentSeq[page]) return false;
+    const heardSince = state.sentToGroup[page] === 1 ? heard.group : heard.unicast;
+    if (heard.sender === state.sentSender[page] && heardSince > state.sentSeq[page]) return false;
     const answered = state.answered.get(page)!;
     if (answered.has(from)) return false; // it asked, got its answer, and still lacks the page
     answered.add(from);
@@ -621,7 +637,7 @@ export class McdistServer implements PushingPageServer {
         data,
       };
       this.#send(state, to, body, flags);
-      this.#stamped(state, pages);
+      this.#stamped(state, pages, multicast);
       return this.#sent(state, to, flags, 1, now);
     }
     const parts = Math.ceil(pageSize / room);
@@ -637,16 +653,16 @@ export class McdistServer implements PushingPageServer {
         data: chunk,
       }, flags);
     }
-    this.#stamped(state, pages);
+    this.#stamped(state, pages, multicast);
     return this.#sent(state, to, flags, parts, now);
   }
 
-  /** Records the stamp of the datagram that just carried `pages`. */
-  #stamped(state: ForkState, pages: number[]): void {
-    const { sender, seq } = this.#stamp.last;
+  /** Records the stamp and route of the datagram that just carried `pages`. */
+  #stamped(state: ForkState, pages: number[], toGroup: boolean): void {
     for (const p of pages) {
-      state.sentSender[p] = sender;
-      state.sentSeq[p] = seq;
+      state.sentSender[p] = this.#stamp.sender;
+      state.sentSeq[p] = this.#stamp.seq;
+      state.sentToGroup[p] = toGroup ? 1 : 0;
     }
   }
 

@@ -125,7 +125,7 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
           type: PacketType.REQUEST,
           rate: 0,
           outstanding: 1,
-          heard: { sender: 0, seq: 0 },
+          heard: { sender: 0, group: 0, unicast: 0 },
           runs: [{ first: 0, count: 1 }],
         },
       }, key);
@@ -250,6 +250,22 @@ Deno.test("a lost page asked for again does not stop the read-ahead of the scan"
   r.clients[0].request([104]); // just past the window: the clones kept scanning
   await until(() => seen.has(104));
   await until(() => seen.has(164), 1_000); // the next window, twice as long: 104 .. 164
+});
+
+Deno.test("a host that runs past a window first continues a sibling host's scan", async () => {
+  await using r = await rig(3);
+  const seen = new Set<number>();
+  r.clients[2].onPages((first, bytes) => {
+    for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
+  });
+  for (const page of [52, 48, 44, 40, 68, 64, 60, 56]) {
+    r.clients[0].request([page]);
+    await until(() => seen.has(page));
+  }
+  await until(() => seen.has(100)); // the first window: 72 .. 100
+  r.clients[1].request([104]); // its own requests show no scan yet
+  await until(() => seen.has(104));
+  await until(() => seen.has(164), 1_000); // the scan's next window, twice as long: 104 .. 164
 });
 
 Deno.test("without read-ahead only asked-for pages are sent", async () => {

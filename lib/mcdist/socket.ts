@@ -6,7 +6,7 @@
  */
 
 import { UdpSocket } from "../../native/udp.ts";
-import { encodePacket, type Heard, type Packet } from "./wire.ts";
+import { encodePacket, type Packet } from "./wire.ts";
 
 export type { UdpSocket };
 
@@ -90,9 +90,14 @@ export class PacketStamp {
   #sender = randomSender();
   #seq = 0;
 
-  /** The sender id and seq of the latest packet stamped. */
-  get last(): Heard {
-    return { sender: this.#sender, seq: this.#seq };
+  /** The sender id of the latest packet stamped. */
+  get sender(): number {
+    return this.#sender;
+  }
+
+  /** The seq of the latest packet stamped. */
+  get seq(): number {
+    return this.#seq;
   }
 
   encode(packet: Omit<Packet, "sender" | "seq" | "time">, key: Uint8Array): Uint8Array {

@@ -56,10 +56,16 @@ export interface PageRun {
   count: number;
 }
 
-/** The newest packet a receiver got from its server: its sender id and seq (0, 0 for none). */
+/**
+ * The newest packets a receiver got from its server (0s before any): the server's sender id, and
+ * the seq of the newest one on each of the receiver's sockets. Each socket delivers in order, but
+ * not in order with the other: a receiver may read a unicast datagram before multicast ones sent
+ * earlier and still in its group socket's buffer.
+ */
 export interface Heard {
   sender: number;
-  seq: number;
+  group: number;
+  unicast: number;
 }
 
 export interface RequestBody {
@@ -69,8 +75,9 @@ export interface RequestBody {
   /** Pages it waits for. */
   outstanding: number;
   /**
-   * The newest server packet it got: a page the server sent before that, and asked for now, was
-   * lost rather than on its way (datagrams of one sender arrive in order on a LAN).
+   * The newest server packets it got: a page the server sent before the newest one heard on the
+   * same route, and asked for now, was lost rather than on its way (datagrams of one sender
+   * arrive in order on a LAN).
    */
   heard: Heard;
   runs: PageRun[];
@@ -127,8 +134,8 @@ export interface DecodeFailure {
 export type DecodeResult = { ok: true; packet: Packet } | DecodeFailure;
 
 const RUN_BYTES = 6;
-/** rate, outstanding, heard sender, heard seq (u32 each), run count (u16). */
-const REQUEST_FIXED_BYTES = 18;
+/** rate, outstanding, heard sender, group seq, unicast seq (u32 each), run count (u16). */
+const REQUEST_FIXED_BYTES = 22;
 const NONCE_BYTES = 8;
 const MAX_U16 = 0xffff;
 const MAX_U32 = 0xffffffff;
@@ -288,7 +295,8 @@ function bodyBytes(body: Body): number {
       checkUint("rate", body.rate, MAX_U32);
       checkUint("outstanding", body.outstanding, MAX_U32);
       checkUint("heard sender", body.heard.sender, MAX_U32);
-      checkUint("heard seq", body.heard.seq, MAX_U32);
+      checkUint("heard group seq", body.heard.group, MAX_U32);
+      checkUint("heard unicast seq", body.heard.unicast, MAX_U32);
       checkRuns(body.runs);
       return REQUEST_FIXED_BYTES + RUN_BYTES * body.runs.length;
     case PacketType.PAGES:
@@ -327,8 +335,9 @@ function writeBody(view: DataView, out: Uint8Array, at: number, body: Body): voi
       view.setUint32(at, body.rate);
       view.setUint32(at + 4, body.outstanding);
       view.setUint32(at + 8, body.heard.sender);
-      view.setUint32(at + 12, body.heard.seq);
-      writeRuns(view, at + 16, body.runs);
+      view.setUint32(at + 12, body.heard.group);
+      view.setUint32(at + 16, body.heard.unicast);
+      writeRuns(view, at + 20, body.runs);
       return;
     case PacketType.PAGES:
       view.setUint32(at, body.first);
@@ -372,13 +381,17 @@ function readBody(
   switch (type) {
     case PacketType.REQUEST: {
       if (length < REQUEST_FIXED_BYTES) return "request body too short";
-      const runs = readRuns(view, at + 16, length - 16);
+      const runs = readRuns(view, at + 20, length - 20);
       if (typeof runs === "string") return runs;
       return {
         type,
         rate: view.getUint32(at),
         outstanding: view.getUint32(at + 4),
-        heard: { sender: view.getUint32(at + 8), seq: view.getUint32(at + 12) },
+        heard: {
+          sender: view.getUint32(at + 8),
+          group: view.getUint32(at + 12),
+          unicast: view.getUint32(at + 16),
+        },
         runs,
       };
     }

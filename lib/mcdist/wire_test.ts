@@ -37,7 +37,7 @@ Deno.test("encodePacket() matches the v2 golden file byte for byte", () => {
 
 Deno.test("the golden header is the one PROTOCOL.md tabulates", () => {
   const first = splitGolden(GOLDEN)[0];
-  // "SFMC", version 2, type 1 (REQUEST), flags 1, fork id 00..0f, sender, seq 1, time, body 30
+  // "SFMC", version 2, type 1 (REQUEST), flags 1, fork id 00..0f, sender, seq 1, time, body 34
   assert.deepEqual([...first.subarray(0, 8)], [0x53, 0x46, 0x4d, 0x43, 2, 1, 0, 1]);
   assert.deepEqual([...first.subarray(24, 40)], [
     1,
@@ -53,11 +53,11 @@ Deno.test("the golden header is the one PROTOCOL.md tabulates", () => {
     0xd2,
     0,
     0,
-    30,
+    34,
     0,
     0,
   ]);
-  assert.equal(first.length, OVERHEAD_BYTES + 30);
+  assert.equal(first.length, OVERHEAD_BYTES + 34);
 });
 
 Deno.test("decodePacket() reads every packet of the v2 golden file", () => {

@@ -25,7 +25,7 @@ export function goldenPackets(): Packet[] {
         type: PacketType.REQUEST,
         rate: 5000,
         outstanding: 7,
-        heard: { sender: 0x0a0b0c0d, seq: 99 },
+        heard: { sender: 0x0a0b0c0d, group: 99, unicast: 7 },
         runs: [{ first: 3, count: 2 }, { first: 70_000, count: 1 }],
       },
     },
