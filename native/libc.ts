@@ -29,6 +29,11 @@ const symbols = {
   mmap: { parameters: ["u64", "usize", "i32", "i32", "i32", "i64"], result: "i64" },
   // int munmap(void *addr, size_t length)
   munmap: { parameters: ["u64", "usize"], result: "i32" },
+  // pid_t gettid(void)
+  gettid: { parameters: [], result: "i32" },
+  // int setpriority(int which, id_t who, int prio): with PRIO_PROCESS and a thread id, that
+  // thread's nice value (Linux).
+  setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" },
   // int memfd_create(const char *name, unsigned int flags)
   memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
   // int ftruncate(int fd, off_t length)
@@ -310,6 +315,20 @@ export function mapZeroAt(address: number, length: number): void {
     "mmap zero pages at an address",
     libc().mmap(BigInt(address), BigInt(length), PROT_READ_WRITE, flags, -1, 0n),
   );
+}
+
+/**
+ * Sets the calling thread's nice value (0 normal … 19 lowest). Lowering a thread's priority is
+ * always allowed; raising it needs CAP_SYS_NICE: returns false when refused.
+ */
+export function setThreadNice(nice: number): boolean {
+  const PRIO_PROCESS = 0;
+  const tid = libc().gettid();
+  const ok = check(`setpriority ${nice}`, libc().setpriority(PRIO_PROCESS, tid, nice), [
+    Errno.EACCES,
+    Errno.EPERM,
+  ]);
+  return ok >= 0;
 }
 
 /** munmap(address, length) */

@@ -2,6 +2,7 @@
 import { Command, Option } from "commander";
 import type { HostPort } from "../control/address.ts";
 import { startAgent } from "../control/agent_service.ts";
+import { DEFAULT_VM_NICE } from "../control/agent_vms.ts";
 import { BackendKind } from "../control/messages.ts";
 import { createLogger } from "../log.ts";
 import {
@@ -23,6 +24,7 @@ interface AgentFlags {
   schedulerNode?: string;
   name: string;
   memory: "lazy" | "eager";
+  vmNice: number;
   mcdist: boolean;
   mcastGroup?: string;
   mcastPort?: number;
@@ -58,6 +60,12 @@ export function agentCommand(): Command {
       new Option("--memory <mode>", "clone memory: on demand (lazy) or all before running (eager)")
         .choices(["lazy", "eager"]).default("lazy"),
     )
+    .option(
+      "--vm-nice <n>",
+      "nice value of VM threads, 0-19: guests yield to the agent's own threads",
+      parseCount(0, 19),
+      DEFAULT_VM_NICE,
+    )
     .option("--no-mcdist", "send pages to clones on other hosts by unicast only")
     .option(
       "--mcast-group <addr>",
@@ -87,6 +95,7 @@ export function agentCommand(): Command {
         ...(f.advertise ? { advertise: f.advertise } : {}),
         ...(f.schedulerNode ? { schedulerNode: f.schedulerNode } : {}),
         memory: f.memory,
+        vmNice: f.vmNice,
         mcdist: f.mcdist && {
           ...(f.mcastGroup ? { group: f.mcastGroup } : {}),
           ...(f.mcastPort ? { port: f.mcastPort } : {}),

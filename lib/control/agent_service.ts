@@ -43,6 +43,8 @@ export interface AgentServiceOptions {
   cacheDir?: string;
   /** How clones get their memory: on demand (default) or all before they run. */
   memory?: MemoryMode;
+  /** Nice value of VM threads (wasm backend); default DEFAULT_VM_NICE. */
+  vmNice?: number;
   /**
    * mcdist for clones on other hosts (default on; the interface defaults to the advertised
    * address); false: every clone fetches by unicast.
@@ -113,6 +115,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
       workDir,
       cacheDir: o.cacheDir ?? defaultCacheDir(),
       ...(o.memory ? { memory: o.memory } : {}),
+      ...(o.vmNice !== undefined ? { vmNice: o.vmNice } : {}),
       ...(multicast ? { multicast } : {}),
       logger: o.logger,
     });

@@ -56,6 +56,8 @@ interface VmIo {
   hooks: GuestHooks;
   /** Guest output, one line at a time (without the newline). */
   onOutput(stream: OutputStream, line: string): void;
+  /** Nice value of the VM's thread; default 0 (see DEFAULT_VM_NICE for agents). */
+  nice?: number;
 }
 
 export interface StartOptions extends VmIo {
@@ -187,6 +189,7 @@ export class WasmVm {
       stackPointer: module.stackPointer,
       asyncifyDataBytes: module.asyncifyDataBytes,
       preopens: [...options.preopens, ...(module.preopens ?? [])],
+      nice: options.nice ?? 0,
       ...run,
     };
     worker.postMessage(init);

@@ -110,6 +110,22 @@ Deno.test("a worker whose guest ended runs the next guest; a killed one's thread
   }
 });
 
+Deno.test("a VM's thread runs at the nice value asked for", async () => {
+  const before = vmThreads();
+  const cluster = new FakeCluster(await preparedGuest("spin"));
+  const vm = await cluster.start(["spin"], undefined, 7);
+  try {
+    await waitFor(() => cluster.linesOf("p").length === 1, "the guest spinning");
+    const [tid] = [...vmThreads().keys()].filter((t) => !before.has(t));
+    // proc(5): nice is field 19 of the thread's stat.
+    const stat = Deno.readTextFileSync(`/proc/self/task/${tid}/stat`);
+    assert.equal(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]), 7);
+  } finally {
+    vm.kill();
+    await vm.exited;
+  }
+});
+
 Deno.test("kill() stops the thread of a spinning, blocked or sleeping guest", async () => {
   const before = vmThreads();
   const cluster = new FakeCluster(await preparedGuest("spin"));

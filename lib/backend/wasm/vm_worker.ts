@@ -24,6 +24,7 @@ import {
   SF_EINVAL,
 } from "./guest_abi.ts";
 import type { ForkPointState } from "./fork_point.ts";
+import { setThreadNice } from "../../../native/libc.ts";
 import { type OutputStream, ProcExit, WasiHost } from "./wasi.ts";
 import {
   CONTROL_FLAG,
@@ -241,7 +242,13 @@ class GuestRunner {
   }
 }
 
+/** This thread's nice value: a worker keeps it from one guest to the next. */
+let threadNice = 0;
+
 self.onmessage = (event: MessageEvent<WorkerInit>) => {
+  const { nice } = event.data;
+  // Refused only when raising it without the right to: the guest runs all the same.
+  if (nice !== threadNice && setThreadNice(nice)) threadNice = nice;
   let runner: GuestRunner;
   try {
     runner = new GuestRunner(event.data);

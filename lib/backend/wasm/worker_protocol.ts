@@ -50,6 +50,8 @@ export interface WorkerInit {
   preopens: Preopen[];
   /** sf_clone_id() in this VM. */
   cloneId: number;
+  /** Nice value of the VM's thread (0–19): guests yield to their host's own threads. */
+  nice: number;
   /** Present for a clone: where to rewind to and what the fork returns. */
   resume?: {
     fds: WasiFdState[];

@@ -36,7 +36,7 @@ export class FakeCluster {
     this.#preopens = preopens;
   }
 
-  start(args: string[], hooks?: GuestHooks): Promise<WasmVm> {
+  start(args: string[], hooks?: GuestHooks, nice?: number): Promise<WasmVm> {
     return WasmVm.start({
       module: this.#module,
       args: ["guest", ...args],
@@ -44,6 +44,7 @@ export class FakeCluster {
       preopens: this.#preopens,
       hooks: hooks ?? this.hooks("p"),
       onOutput: (_stream, line) => this.lines.push(`p: ${line}`),
+      ...(nice !== undefined ? { nice } : {}),
     });
   }
 
