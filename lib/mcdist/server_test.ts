@@ -5,11 +5,11 @@ import { accessOf, isPageContent, syntheticFork, workingSet } from "./testdata/f
 import { driveClones } from "./testdata/fanout_clones.ts";
 import type { ServedFork } from "../memory/transport.ts";
 import { type McdistClient, McdistError, openMcdistClient } from "./client.ts";
-import type { McdistConfig } from "./config.ts";
+import { groupFor, type McdistConfig, resolveConfig } from "./config.ts";
 import { probeMulticast } from "./probe.ts";
 import { type McdistServer, startMcdistServer } from "./server.ts";
-import { type InboundShim, openSocket, PacketStamp } from "./socket.ts";
-import { PacketType } from "./wire.ts";
+import { type InboundShim, openGroupReceiver, openSocket, PacketStamp } from "./socket.ts";
+import { decodePacket, type Heard, PacketType } from "./wire.ts";
 
 const PAGE = 4096;
 
@@ -184,6 +184,61 @@ Deno.test("a page lost on its way is sent again at the first ask of a host that 
     assert.equal(server.stats(served.forkId).retransmits, 1);
   } finally {
     await lossy.close();
+    await sibling.close();
+    await server.close();
+  }
+});
+
+Deno.test("only a later packet on the page's own route proves it lost", async () => {
+  const cfg = config();
+  const served = fork(2);
+  const server = await startMcdistServer({ config: cfg, readahead: false, lockstepMs: 60_000 });
+  server.addFork(served);
+  const sibling = await openMcdistClient(accessOf(served, server.address), { config: cfg });
+  const resolved = resolveConfig(cfg);
+  const group = openGroupReceiver(
+    groupFor(resolved, served.forkId),
+    resolved.port,
+    resolved.interface,
+  );
+  const hosts = [openSocket("127.0.0.1", 0), openSocket("127.0.0.1", 0)];
+  try {
+    // The stamp of the datagram that carried page 5's last part.
+    let carried: { sender: number; seq: number } | undefined;
+    group.receive((bytes) => {
+      const result = decodePacket(bytes, () => ({ key: served.key, pageSize: PAGE }));
+      const body = result.ok ? result.packet.body : undefined;
+      if (result.ok && body?.type === PacketType.PAGES && body.first === 5) {
+        carried = { sender: result.packet.sender, seq: result.packet.seq };
+      }
+    });
+    sibling.request([5]);
+    await until(() => sibling.outstanding === 0 && carried !== undefined);
+    const [address, port] = server.address.split(":");
+    const ask = (host: number, heard: Heard) =>
+      hosts[host].send(
+        new PacketStamp().encode({
+          flags: 0,
+          forkId: served.forkId,
+          body: {
+            type: PacketType.REQUEST,
+            rate: 0,
+            outstanding: 1,
+            heard,
+            runs: [{ first: 5, count: 1 }],
+          },
+        }, served.key),
+        { address, port: Number(port) },
+      );
+    const { sender, seq } = carried!;
+    ask(0, { sender, group: seq - 1, unicast: seq + 10 }); // the group's datagram may be queued
+    await delay(50);
+    assert.equal(server.stats(served.forkId).retransmits, 0, "still on its way: not sent again");
+    assert.equal(server.counters(served.forkId).lockstepIgnored, 1);
+    ask(1, { sender, group: seq + 1, unicast: 0 }); // a later group datagram came first: lost
+    await until(() => server.stats(served.forkId).retransmits === 1);
+  } finally {
+    for (const socket of [group, ...hosts]) await socket.close();
     await sibling.close();
     await server.close();
   }
