@@ -146,12 +146,20 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
   }
 });
 
-Deno.test("a page lost on its way is sent again at the first ask of a host that heard later ones", async () => {
+/**
+ * A server of a 2-clone fork whose lockstep window outlasts any test: a page asked for again is
+ * sent again only on the asker's evidence that it was lost.
+ */
+async function patientServer() {
   const cfg = config();
   const served = fork(2);
-  // A lockstep window and re-ask timeout far beyond the test: only the loss evidence can help.
   const server = await startMcdistServer({ config: cfg, readahead: false, lockstepMs: 60_000 });
   server.addFork(served);
+  return { cfg, served, server };
+}
+
+Deno.test("a page lost on its way is sent again at the first ask of a host that heard later ones", async () => {
+  const { cfg, served, server } = await patientServer();
   const pageOf = (packet: Uint8Array) =>
     packet[5] === PacketType.PAGES ? new DataView(packet.buffer).getUint32(40) : -1;
   let dropped = 0;
@@ -159,6 +167,7 @@ Deno.test("a page lost on its way is sent again at the first ask of a host that 
     if (pageOf(packet) === 5 && dropped < 3) dropped++;
     else deliver(packet);
   };
+  // Nor is a client's re-ask timeout: only the loss evidence can help.
   const open = (inbound?: InboundShim) =>
     openMcdistClient(accessOf(served, server.address), {
       config: cfg,
@@ -190,10 +199,7 @@ Deno.test("a page lost on its way is sent again at the first ask of a host that 
 });
 
 Deno.test("only a later packet on the page's own route proves it lost", async () => {
-  const cfg = config();
-  const served = fork(2);
-  const server = await startMcdistServer({ config: cfg, readahead: false, lockstepMs: 60_000 });
-  server.addFork(served);
+  const { cfg, served, server } = await patientServer();
   const sibling = await openMcdistClient(accessOf(served, server.address), { config: cfg });
   const resolved = resolveConfig(cfg);
   const group = openGroupReceiver(
@@ -271,18 +277,27 @@ Deno.test("the server remembers the order in which pages were first asked for", 
   assert.deepEqual(r.server.demandOrder(new Uint8Array(16)), [], "an unknown fork");
 });
 
-Deno.test("a scan is read ahead: the clones get the next pages before they ask", async () => {
-  await using r = await rig(2);
+/**
+ * Client 0 runs two iterations of an unrolled loop over every 4th page, loads issued last to
+ * first: a scan, whose first read-ahead window is 72 .. 100. Returns the pages `watcher` got.
+ */
+async function scanToFirstWindow(r: Rig, watcher: McdistClient): Promise<Set<number>> {
   const seen = new Set<number>();
-  r.clients[1].onPages((first, bytes) => {
+  watcher.onPages((first, bytes) => {
     for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
   });
-  // Two iterations of an unrolled loop over every 4th page, loads issued last to first.
   for (const page of [52, 48, 44, 40, 68, 64, 60, 56]) {
     r.clients[0].request([page]);
     await until(() => seen.has(page));
   }
-  await until(() => [72, 76, 80, 84].every((p) => seen.has(p)));
+  await until(() => seen.has(100));
+  return seen;
+}
+
+Deno.test("a scan is read ahead: the clones get the next pages before they ask", async () => {
+  await using r = await rig(2);
+  const seen = await scanToFirstWindow(r, r.clients[1]);
+  assert.ok([72, 76, 80, 84].every((p) => seen.has(p)));
   const counters = r.server.counters(r.fork.forkId);
   assert.ok(counters.readaheadPages >= 4, `${counters.readaheadPages} pages read ahead`);
   assert.equal(counters.pushedPages, 0);
@@ -291,15 +306,7 @@ Deno.test("a scan is read ahead: the clones get the next pages before they ask",
 
 Deno.test("a lost page asked for again does not stop the read-ahead of the scan", async () => {
   await using r = await rig(2);
-  const seen = new Set<number>();
-  r.clients[1].onPages((first, bytes) => {
-    for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
-  });
-  for (const page of [52, 48, 44, 40, 68, 64, 60, 56]) {
-    r.clients[0].request([page]);
-    await until(() => seen.has(page));
-  }
-  await until(() => seen.has(100)); // the first window: 72 .. 100
+  const seen = await scanToFirstWindow(r, r.clients[1]);
   r.clients[0].request([40]); // delivered before: lost, as far as the server can tell
   await until(() => r.clients[0].outstanding === 0);
   r.clients[0].request([104]); // just past the window: the clones kept scanning
@@ -309,15 +316,7 @@ Deno.test("a lost page asked for again does not stop the read-ahead of the scan"
 
 Deno.test("a host that runs past a window first continues a sibling host's scan", async () => {
   await using r = await rig(3);
-  const seen = new Set<number>();
-  r.clients[2].onPages((first, bytes) => {
-    for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
-  });
-  for (const page of [52, 48, 44, 40, 68, 64, 60, 56]) {
-    r.clients[0].request([page]);
-    await until(() => seen.has(page));
-  }
-  await until(() => seen.has(100)); // the first window: 72 .. 100
+  const seen = await scanToFirstWindow(r, r.clients[2]);
   r.clients[1].request([104]); // its own requests show no scan yet
   await until(() => seen.has(104));
   await until(() => seen.has(164), 1_000); // the scan's next window, twice as long: 104 .. 164
