@@ -27,8 +27,8 @@ const symbols = {
   // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset): addr passed
   // as an integer address; MAP_FAILED is (void *)-1, negative as an i64.
   mmap: { parameters: ["u64", "usize", "i32", "i32", "i32", "i64"], result: "i64" },
-  // int munmap(void *addr, size_t length)
-  munmap: { parameters: ["u64", "usize"], result: "i32" },
+  // ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   // pid_t gettid(void)
   gettid: { parameters: [], result: "i32" },
   // int setpriority(int which, id_t who, int prio): with PRIO_PROCESS and a thread id, that
@@ -269,7 +269,6 @@ export function madvise(address: number, length: number, advice: number): void {
 }
 
 const PROT_READ_WRITE = 0x1 | 0x2;
-const MAP_SHARED = 0x01;
 const MAP_PRIVATE = 0x02;
 const MAP_FIXED = 0x10;
 const MAP_ANONYMOUS = 0x20;
@@ -286,14 +285,6 @@ export function memoryFile(name: string, bytes: number): number {
     throw error;
   }
   return fd;
-}
-
-/** Maps `length` bytes of file `fd` read-write and shared (writes reach the file); its address. */
-export function mapShared(fd: number, length: number): number {
-  return check(
-    "mmap a file shared",
-    libc().mmap(0n, BigInt(length), PROT_READ_WRITE, MAP_SHARED, fd, 0n),
-  );
 }
 
 /**
@@ -331,9 +322,19 @@ export function setThreadNice(nice: number): boolean {
   return ok >= 0;
 }
 
-/** munmap(address, length) */
-export function unmap(address: number, length: number): void {
-  check("munmap", libc().munmap(BigInt(address), BigInt(length)));
+/** Writes all of `bytes` to file `fd` at `offset` (pwrite, again after a short write). */
+export function writeAt(fd: number, bytes: Uint8Array, offset: number): void {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    // Synchronous call: the kernel reads `bytes` during it only.
+    const rest = bytes.subarray(done);
+    const wrote = check(
+      "pwrite",
+      libc().pwrite(fd, rest, BigInt(rest.byteLength), BigInt(offset + done)),
+    );
+    if (wrote === 0) throw new SyscallError("Cannot pwrite: no progress", 0);
+    done += wrote;
+  }
 }
 
 /**

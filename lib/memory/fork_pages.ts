@@ -25,7 +25,7 @@ const PAGE_BYTES = 4096;
 export class ForkPages {
   #client: PageClient;
   #memtaps = new Set<Memtap>();
-  /** Clone-time contents of the pages that arrived, at page × 4 KiB. */
+  /** Clone-time contents of the pages that arrived, at page × 4 KiB (without a page file). */
   #store: Uint8Array;
   /** The store as a file the memtaps map (open them with it as `backing`), if there is one. */
   readonly pageFile: PageFile | undefined;
@@ -39,7 +39,7 @@ export class ForkPages {
   constructor(client: PageClient, pageCount: number, options: { pageFile?: boolean } = {}) {
     this.#client = client;
     this.pageFile = options.pageFile ? pageFileOrNone(pageCount) : undefined;
-    this.#store = this.pageFile?.bytes ?? new Uint8Array(pageCount * PAGE_BYTES);
+    this.#store = new Uint8Array(this.pageFile ? 0 : pageCount * PAGE_BYTES);
     this.asked = new Uint8Array(new SharedArrayBuffer(pageCount));
     client.onPages((first, bytes) => {
       for (let i = 0; i * PAGE_BYTES < bytes.byteLength; i++) {
@@ -47,10 +47,9 @@ export class ForkPages {
         // already marked its page requested, so the install below reaches its clone.
         if (Atomics.exchange(this.asked, first + i, HOST_HELD) === HOST_HELD) continue;
         this.#heldCount++;
-        this.#store.set(
-          bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES),
-          (first + i) * PAGE_BYTES,
-        );
+        const page = bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES);
+        if (this.pageFile) this.pageFile.write(first + i, page);
+        else this.#store.set(page, (first + i) * PAGE_BYTES);
       }
       this.#installEverywhere(first, bytes.byteLength / PAGE_BYTES);
     });

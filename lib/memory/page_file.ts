@@ -9,10 +9,15 @@
  * write them to the file and read them from the 4 clones. The file also holds a host's clones'
  * shared pages once, not once per clone.
  *
+ * Pages are written with pwrite, never through a mapping: a write through a shared mapping first
+ * faults a zeroed page into the file, which clones would read (a fault finds it in the page cache,
+ * and userfaultfd only stops faults on holes) until the copy is done. pwrite keeps the new page
+ * locked until it is whole, and a fault on it waits.
+ *
  * @module
  */
 
-import { close, mapShared, memoryFile, unmap } from "../../native/libc.ts";
+import { close, memoryFile, writeAt } from "../../native/libc.ts";
 
 /** Memtap's only page size. */
 const PAGE_BYTES = 4096;
@@ -20,39 +25,33 @@ const PAGE_BYTES = 4096;
 export class PageFile {
   /** The memory file: map it privately over a clone's memory (mapPrivateAt). */
   readonly fd: number;
-  /** The file, mapped shared into this process: what is written here, clones read. */
-  readonly bytes: Uint8Array;
-  #address: number;
+  #pageCount: number;
   #closed = false;
 
-  private constructor(fd: number, address: number, length: number) {
+  private constructor(fd: number, pageCount: number) {
     this.fd = fd;
-    this.#address = address;
-    this.bytes = new Uint8Array(
-      Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(BigInt(address))!, length),
-    );
+    this.#pageCount = pageCount;
   }
 
   /** A file of `pageCount` pages, all holes (memory is taken only as pages are written). */
   static create(pageCount: number): PageFile {
-    const length = pageCount * PAGE_BYTES;
-    const fd = memoryFile("snowflock-fork-pages", length);
-    try {
-      return new PageFile(fd, mapShared(fd, length), length);
-    } catch (error) {
-      close(fd);
-      throw error;
-    }
+    return new PageFile(memoryFile("snowflock-fork-pages", pageCount * PAGE_BYTES), pageCount);
   }
 
-  /**
-   * Unmaps and closes the file here. Clones that still map it keep it (and its pages) until
-   * their memtaps close; {@link bytes} must not be used any more.
-   */
+  /** Writes whole pages from `first` on. */
+  write(first: number, bytes: Uint8Array): void {
+    if (this.#closed) throw new Error("Cannot write pages: the page file is closed");
+    const count = bytes.byteLength / PAGE_BYTES;
+    if (!Number.isInteger(count) || first < 0 || first + count > this.#pageCount) {
+      throw new RangeError(`Cannot write ${bytes.byteLength} bytes at page ${first}`);
+    }
+    writeAt(this.fd, bytes, first * PAGE_BYTES);
+  }
+
+  /** Closes the file here. Clones that still map it keep it until their memtaps close. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    unmap(this.#address, this.bytes.byteLength);
     close(this.fd);
   }
 }
