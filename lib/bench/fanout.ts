@@ -3,7 +3,8 @@
  * namespace host forks N = 1, 2, 4, 8, 16 clones spread over 4 other namespace
  * hosts; every clone reads the same working set, on demand, through mcdist.
  * Reported per N: the bytes and packets the parent's memory server sent and
- * the time from sf_clone until every clone finished (the join). Multicast
+ * the time from sf_clone until every clone finished (the join). Every clone's
+ * sum of its working set is checked: a fast wrong answer is no result. Multicast
  * should make 16 clones cost about what one does; optional datagram loss is
  * injected in the hosts' kernels (nftables).
  *
@@ -81,16 +82,30 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
   for (const host of net.hosts.slice(1)) {
     if (loss > 0) await net.addLoss(host, { percent: loss });
   }
+  // The parent fills its buffer with 0x5a: each clone's sum of its working set.
+  const expected = `sum ${pages * 0x5a}`;
   const measure = async (clones: number): Promise<Omit<FanoutResult, "runs_ms">> => {
+    const sums = new Map<number, string>();
     const run = await runJob({
       client: cluster.client,
       wasmPath: wasm,
       args: [String(clones), String(mib), String(pages)],
       host: "node0",
-      onLine: () => {},
+      onLine: (clone, _stream, line) => {
+        if (clone > 0 && line.startsWith("sum ")) sums.set(clone, line);
+      },
     });
     if (run.exitCode !== 0) {
       throw new Error(`Cannot measure ${clones} clones: the guest exited ${run.exitCode}`);
+    }
+    for (let clone = 1; clone <= clones; clone++) {
+      if (sums.get(clone) !== expected) {
+        throw new Error(
+          `Cannot measure ${clones} clones: clone ${clone} printed ${
+            sums.get(clone) ?? "no sum"
+          }, not ${expected}: it read wrong memory`,
+        );
+      }
     }
     const fork = (await cluster.client.status()).clusters.find((c) => c.parentVm === run.vm.id);
     const m = fork?.memory;
