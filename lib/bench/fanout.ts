@@ -8,8 +8,11 @@
  * should make 16 clones cost about what one does; optional datagram loss is
  * injected in the hosts' kernels (nftables).
  *
- * A fork with a clone on every host goes first, unreported, so that no N pays
- * for a host's first fork (compiling the guest, starting spare workers). Each
+ * A fork of the largest N goes first, unreported, so that no N pays for a
+ * host's first fork (compiling the guest, starting spare workers) or for a
+ * worker's first guest: VM and fault workers are reused, and a slot whose
+ * worker never ran compiles its code again (the first 16-clone run took 1.1–1.7
+ * s after a warm-up of 4 clones, the later ones 0.5–1.1 s). Each
  * N is then measured `repeat` times, the sizes taking turns, and the run with
  * the median finish time is reported: on a small machine one run of 16 VMs
  * varies by a third. Runs are a second apart, so that none pays for the one
@@ -118,8 +121,9 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
       retransmissions: m?.retransmits ?? 0,
     };
   };
-  log(`fanout: warm-up fork of ${hosts} clones`);
-  await measure(hosts);
+  const warmUp = Math.max(hosts, ...sizes);
+  log(`fanout: warm-up fork of ${warmUp} clones`);
+  await measure(warmUp);
   const runs = new Map<number, Omit<FanoutResult, "runs_ms">[]>(sizes.map((n) => [n, []]));
   for (let i = 0; i < repeat; i++) {
     for (const clones of sizes) {
