@@ -15,7 +15,7 @@
  * s after a warm-up of 4 clones, the later ones 0.5–1.1 s). Each
  * N is then measured `repeat` times, the sizes taking turns, and the run with
  * the median finish time is reported: on a small machine one run of 16 VMs
- * varies by a third. Runs are a second apart, so that none pays for the one
+ * varies by half. Runs are a second apart, so that none pays for the one
  * before (its hosts restarting spare workers, returning memory).
  */
 import { createHosts } from "../netns/hosts.ts";
@@ -26,6 +26,8 @@ import { round2 } from "./stats.ts";
 
 /** Quiet time before each measured run. */
 const SETTLE_MS = 1000;
+/** Runs of each N: a 16-clone run on 2 cores varies between about 0.5 and 1.1 s. */
+export const DEFAULT_FANOUT_REPEAT = 5;
 
 export interface FanoutOptions {
   /** Datagram loss in percent, injected on every clone host. */
@@ -40,7 +42,7 @@ export interface FanoutOptions {
   workingSetPages?: number;
   /** MTU of the hosts' links (mcdist sizes its datagrams to it). Default 9000: jumbo frames. */
   mtu?: number;
-  /** Runs of each N; the median is reported. Default 3. */
+  /** Runs of each N; the median is reported. Default {@link DEFAULT_FANOUT_REPEAT}. */
   repeat?: number;
   log?: (line: string) => void;
 }
@@ -75,7 +77,7 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
   const pages = o.workingSetPages ?? 4096;
   const loss = o.loss ?? 0;
   const mtu = o.mtu ?? 9000;
-  const repeat = o.repeat ?? 3;
+  const repeat = o.repeat ?? DEFAULT_FANOUT_REPEAT;
   const log = o.log ?? (() => {});
   const wasm = await benchGuest("working_set");
   await using net = await createHosts(hosts + 1, { mtu });

@@ -5,7 +5,7 @@
  */
 import { Command } from "commander";
 import { benchClone } from "../bench/clone.ts";
-import { benchFanout } from "../bench/fanout.ts";
+import { benchFanout, DEFAULT_FANOUT_REPEAT } from "../bench/fanout.ts";
 import { benchFaultLatency } from "../bench/fault_latency.ts";
 import { benchHeuristics } from "../bench/heuristics.ts";
 import { benchLazyVsEager } from "../bench/lazy_vs_eager.ts";
@@ -120,7 +120,7 @@ function fanoutBench(): Command {
       "--repeat <n>",
       "runs of each clone count; the median is reported",
       parseCount(1, 99),
-      3,
+      DEFAULT_FANOUT_REPEAT,
     )
     .option("--json", "last line: one JSON object")
     .action(
