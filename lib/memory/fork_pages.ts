@@ -35,6 +35,8 @@ export class ForkPages {
    */
   readonly asked: Uint8Array;
   #heldCount = 0;
+  /** Why an arriving page could not be kept, once one could not. */
+  #cannotKeep: Error | undefined;
 
   constructor(client: PageClient, pageCount: number, options: { pageFile?: boolean } = {}) {
     this.#client = client;
@@ -42,16 +44,25 @@ export class ForkPages {
     this.#store = new Uint8Array(this.pageFile ? 0 : pageCount * PAGE_BYTES);
     this.asked = new Uint8Array(new SharedArrayBuffer(pageCount));
     client.onPages((first, bytes) => {
-      for (let i = 0; i * PAGE_BYTES < bytes.byteLength; i++) {
+      let kept = bytes.byteLength / PAGE_BYTES;
+      for (let i = 0; i < kept; i++) {
         // Held before installing: a fault worker that still sees HOST_ASKED afterwards has
         // already marked its page requested, so the install below reaches its clone.
-        if (Atomics.exchange(this.asked, first + i, HOST_HELD) === HOST_HELD) continue;
+        const before = Atomics.exchange(this.asked, first + i, HOST_HELD);
+        if (before === HOST_HELD) continue;
+        try {
+          this.#keep(first + i, bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES));
+        } catch (error) {
+          // Not held after all (e.g. no memory for the page file): nothing from here on is
+          // installed, and the clones' next ask fails with the reason.
+          Atomics.store(this.asked, first + i, before);
+          this.#cannotKeep ??= error as Error;
+          kept = i;
+          break;
+        }
         this.#heldCount++;
-        const page = bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES);
-        if (this.pageFile) this.pageFile.write(first + i, page);
-        else this.#store.set(page, (first + i) * PAGE_BYTES);
       }
-      this.#installEverywhere(first, bytes.byteLength / PAGE_BYTES);
+      this.#installEverywhere(first, kept);
     });
   }
 
@@ -68,6 +79,11 @@ export class ForkPages {
   /** What a memtap asks: pages this host already holds are installed at once, the rest fetched. */
   readonly source: PageSource = {
     request: (pages) => {
+      if (this.#cannotKeep) {
+        throw new Error(`Cannot keep the fork's pages on this host: ${this.#cannotKeep.message}`, {
+          cause: this.#cannotKeep,
+        });
+      }
       const missing: number[] = [];
       for (const page of pages) {
         if (this.asked[page] !== HOST_HELD) missing.push(page);
@@ -122,6 +138,11 @@ export class ForkPages {
     this.#memtaps.clear();
     if (this.pageFile) this.pageFile.close();
     else releasePages(this.#store.buffer);
+  }
+
+  #keep(page: number, bytes: Uint8Array): void {
+    if (this.pageFile) this.pageFile.write(page, bytes);
+    else this.#store.set(bytes, page * PAGE_BYTES);
   }
 
   #installEverywhere(first: number, count: number): void {

@@ -1,7 +1,7 @@
 // Clones of one fork on one host share what the host fetched: a clone started late gets its
 // siblings' pages from the host, and clones faulting together ask for each page once.
 import assert from "node:assert/strict";
-import { HOST_ASKED } from "./fault_protocol.ts";
+import { HOST_ASKED, HOST_HELD } from "./fault_protocol.ts";
 import { ForkPages } from "./fork_pages.ts";
 import { Memtap } from "./memtap.ts";
 import { PAGE_PRESENT, PAGE_ZERO } from "./page_mark.ts";
@@ -77,6 +77,31 @@ async function checksums(memory: WebAssembly.Memory, pages: number[]): Promise<n
   });
   return (await touch.result).sums;
 }
+
+Deno.test("a page the host cannot keep fails its clones with the reason, never the receiver", async () => {
+  const contents = new Uint8Array(PAGES * PS).fill(3);
+  const client = new RecordingClient(contents);
+  const pages = new ForkPages(client, PAGES, { pageFile: true });
+  const c = await clone(pages);
+  try {
+    pages.pageFile!.close(); // every write fails from now on
+    client.deliver(4); // a page arriving: the receiver goes on
+    assert.equal(pages.pagesHeld, 0);
+    assert.notEqual(pages.asked[4], HOST_HELD, "not held: no clone may read it");
+    const touch = checksums(c.memory, [4]);
+    const error = await c.memtap.failed;
+    assert.match(error.message, /page source threw/);
+    assert.match(
+      String((error.cause as Error).message),
+      /Cannot keep the fork's pages on this host/,
+    );
+    await c.memtap.close(); // wakes the blocked reader
+    await touch;
+  } finally {
+    pages.detach(c.memtap);
+    await c.memtap.close();
+  }
+});
 
 // Every behaviour holds whether pages are copied into each clone or read from the host's page file.
 for (const pageFile of [false, true]) {
