@@ -22,7 +22,7 @@ import { createHosts } from "../netns/hosts.ts";
 import { runJob } from "../cli/run_job.ts";
 import { benchGuest } from "./cluster_run.ts";
 import { startNetnsCluster } from "./netns_cluster.ts";
-import { round2 } from "./stats.ts";
+import { percentile, round2 } from "./stats.ts";
 
 /** Quiet time before each measured run. */
 const SETTLE_MS = 1000;
@@ -137,7 +137,8 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
   }
   const results: FanoutResult[] = sizes.map((clones) => {
     const all = runs.get(clones)!;
-    const median = [...all].sort((a, b) => a.finish_ms - b.finish_ms)[(all.length - 1) >> 1];
+    const middle = percentile(all.map((r) => r.finish_ms), 0.5);
+    const median = all.find((r) => r.finish_ms === middle)!;
     return { ...median, runs_ms: all.map((r) => r.finish_ms) };
   });
   const one = results.find((r) => r.clones === 1);

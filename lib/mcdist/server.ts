@@ -668,12 +668,8 @@ export class McdistServer implements PushingPageServer {
 
   /** Counts `datagrams` of one send for flow control; returns them. */
   #sent(state: ForkState, to: Endpoint, flags: number, datagrams: number, now: number): number {
-    let meter = state.sentMeter;
-    if (to !== state.group) {
-      const key = endpointKey(to);
-      meter = state.unicastMeters.get(key) ?? new RateMeter();
-      state.unicastMeters.set(key, meter);
-    }
+    let meter = to === state.group ? state.sentMeter : state.unicastMeters.get(endpointKey(to));
+    if (meter === undefined) state.unicastMeters.set(endpointKey(to), meter = new RateMeter());
     meter.add(datagrams, now);
     if ((flags & FLAG_RESENT) !== 0) state.resentMeter.add(datagrams, now);
     return datagrams;

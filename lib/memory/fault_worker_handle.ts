@@ -169,13 +169,8 @@ export class FaultWorkerHandle {
   /** Ends the session; a worker that `stopped` cleanly goes back to the spares. */
   #finish(reusable?: Worker): void {
     if (this.#efd < 0) return;
-    if (reusable !== undefined) {
-      reusable.onmessage = null;
-      reusable.onerror = null;
-      spares.give(reusable);
-    } else {
-      this.#worker?.terminate();
-    }
+    if (reusable !== undefined) spares.give(reusable);
+    else this.#worker?.terminate();
     close(this.#efd);
     this.#efd = -1;
     this.#alive = false;

@@ -380,21 +380,20 @@ export class Memtap {
    * fails). Afterwards the memory can be read from any thread, e.g. to fork a clone again.
    */
   async fill(): Promise<void> {
+    await this.#fill();
+    this.#complete = true;
+  }
+
+  async #fill(): Promise<void> {
     if (this.#resolver !== "source") {
       this.#directFilled = Promise.withResolvers<boolean>();
       this.#worker.command({ kind: "fill" });
       const failed = this.failed.then((e) => Promise.reject(e));
-      if (await Promise.race([this.#directFilled.promise, failed])) {
-        this.#complete = true;
-        return;
-      }
+      if (await Promise.race([this.#directFilled.promise, failed])) return;
       // Direct resolution failed meanwhile: the page source fills the rest.
     }
     this.#recountPresentLeft();
-    if (this.#presentLeft === 0) {
-      this.#complete = true;
-      return;
-    }
+    if (this.#presentLeft === 0) return;
     this.#filled ??= Promise.withResolvers<void>();
     const ask: number[] = [];
     const now = performance.now();
@@ -412,7 +411,6 @@ export class Memtap {
     if (ask.length > 0) this.#ask(ask);
     const failed = this.failed.then((e) => Promise.reject(e));
     await Promise.race([this.#filled.promise, failed]);
-    this.#complete = true;
   }
 
   #onDirectFailed(message: string): void {

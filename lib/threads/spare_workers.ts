@@ -59,6 +59,9 @@ export class SpareWorkers {
    * script and compiled code); ends it if the pool is full.
    */
   give(worker: Worker): void {
+    // Its last owner's handlers go: the next owner sets its own.
+    worker.onmessage = null;
+    worker.onerror = null;
     if (this.#idle.length < this.#target) this.#idle.push(worker);
     else worker.terminate();
   }

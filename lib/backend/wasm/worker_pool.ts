@@ -20,8 +20,6 @@ export function takeWorker(): Worker {
  * and its code compiled); ends it if the pool is full.
  */
 export function giveWorker(worker: Worker): void {
-  worker.onmessage = null;
-  worker.onerror = null;
   vmWorkers.give(worker);
 }
 
