@@ -62,6 +62,9 @@ async function clone(pages: ForkPages): Promise<{ memtap: Memtap; memory: WebAss
     pageMap: new Uint8Array(PAGES).fill(PAGE_PRESENT),
     source: pages.source,
     hostAsked: pages.asked,
+    // The clients here lose nothing; an ask again would only be a slow machine's timer, and the
+    // tests count requests.
+    fetchTimeoutMs: 60_000,
     ...(pages.pageFile ? { backing: pages.pageFile } : {}),
   });
   pages.attach(memtap);

@@ -85,7 +85,10 @@ async function openWith(
   source: FakeSource,
   extra: { fetchTimeoutMs?: number; retries?: number } = {},
 ): Promise<Memtap> {
-  const memtap = await Memtap.open({ memory, pageSize: PS, pageMap, source, ...extra });
+  // The sources here lose nothing; an ask again would only be a slow machine's timer, and the
+  // tests count requests.
+  const options = { fetchTimeoutMs: 10_000, ...extra };
+  const memtap = await Memtap.open({ memory, pageSize: PS, pageMap, source, ...options });
   source.memtap = memtap;
   return memtap;
 }
@@ -214,7 +217,14 @@ Deno.test("clones over one page file read its pages without faults and write the
   const open = async () => {
     const memory = sharedMemory(pages / 16);
     const pageMap = new Uint8Array(pages).fill(PAGE_PRESENT);
-    const memtap = await Memtap.open({ memory, pageSize: PS, pageMap, source, backing: file });
+    const memtap = await Memtap.open({
+      memory,
+      pageSize: PS,
+      pageMap,
+      source,
+      backing: file,
+      fetchTimeoutMs: 10_000,
+    });
     source.memtaps.push(memtap);
     return { memory, memtap };
   };
