@@ -129,6 +129,8 @@ class ForkState {
   readonly ahead = new Map<number, "readahead" | "push">();
   /** Each requester's scan, for read-ahead. */
   readonly predictors = new Map<string, StridePredictor>();
+  /** Each requester's scan through pages it lost or missed (sent before it listened). */
+  readonly catchUps = new Map<string, StridePredictor>();
   readonly unicast = new Map<string, UnicastQueue>();
   /** Requesters of each queued multicast page. */
   readonly askers = new Map<number, Set<string>>();
@@ -387,6 +389,13 @@ export class McdistServer implements PushingPageServer {
           readAhead(this.#reached(state, page));
           continue;
         }
+        const lagging = unicast ? undefined : state.unicast.get(fromKey);
+        if (lagging?.ahead.delete(page)) {
+          // Read ahead for this requester to catch up, not sent yet: it goes first.
+          lagging.pages.add(page);
+          this.#catchUp(state, () => lagging, state.catchUps.get(fromKey)?.reached(page) ?? []);
+          continue;
+        }
         if (!wantsUnicast && this.#lockstep(state, page, fromKey, request.heard, now)) {
           state.counters.lockstepIgnored++;
           readAhead(this.#reached(state, page));
@@ -402,6 +411,9 @@ export class McdistServer implements PushingPageServer {
         }
         // A page sent before and asked for again was lost: the clones are not scanning there.
         if (state.everSent[page] === 0) readAhead(this.#predict(state, fromKey, page));
+        else if (!unicast && this.#provedLost(state, page, request.heard)) {
+          this.#catchUp(state, queue, this.#catchUpScan(state, fromKey, page));
+        }
       }
     }
     if (invalid) {
@@ -467,12 +479,44 @@ export class McdistServer implements PushingPageServer {
       return true;
     }
     if (now - state.lastSent[page] >= this.#lockstepMs) return false;
-    const heardSince = state.sentToGroup[page] === 1 ? heard.group : heard.unicast;
-    if (heard.sender === state.sentSender[page] && heardSince > state.sentSeq[page]) return false;
+    if (this.#provedLost(state, page, heard)) return false;
     const answered = state.answered.get(page)!;
     if (answered.has(from)) return false; // it asked, got its answer, and still lacks the page
     answered.add(from);
     return true;
+  }
+
+  /** Whether the requester heard a datagram sent after `page` on the page's route. */
+  #provedLost(state: ForkState, page: number, heard: Heard): boolean {
+    const heardSince = state.sentToGroup[page] === 1 ? heard.group : heard.unicast;
+    return heard.sender === state.sentSender[page] && heardSince > state.sentSeq[page];
+  }
+
+  /**
+   * Pages to read ahead for `from` alone after `page`, which it lost: a requester whose clones
+   * started late scans through pages that went out before it listened. It then catches up on its
+   * own, by unicast, rather than one round trip a page; scattered losses form no scan.
+   */
+  #catchUpScan(state: ForkState, from: string, page: number): number[] {
+    if (this.#options.readahead === false) return [];
+    let predictor = state.catchUps.get(from);
+    if (predictor === undefined) {
+      predictor = new StridePredictor(state.fork.pageCount, this.#options.readahead);
+      state.catchUps.set(from, predictor);
+    }
+    return predictor.observe(page);
+  }
+
+  /**
+   * Queues `pages` (a catch-up scan's next) for one requester: those sent before only. An empty
+   * queue is never made: a queue is work for the pump.
+   */
+  #catchUp(state: ForkState, queue: () => UnicastQueue, pages: number[]): void {
+    for (const page of pages) {
+      if (state.everSent[page] === 0 || state.fork.pageMap[page] !== PAGE_PRESENT) continue;
+      const q = queue();
+      if (!q.pages.has(page)) q.ahead.add(page);
+    }
   }
 
   #endgame(state: ForkState, now: number): boolean {

@@ -322,6 +322,36 @@ Deno.test("a host that runs past a window first continues a sibling host's scan"
   await until(() => seen.has(164), 1_000); // the scan's next window, twice as long: 104 .. 164
 });
 
+Deno.test("a host whose clones start late catches up by read-ahead, not a round trip a page", async () => {
+  await using r = await rig(1, { clones: 2 });
+  const scan = Array.from({ length: 64 }, (_, i) => 4 * i);
+  /** Walks the scan as one faulting clone; returns the pages it had to ask for. */
+  const walk = async (client: McdistClient): Promise<number> => {
+    const seen = new Set<number>();
+    client.onPages((first, bytes) => {
+      for (let i = 0; i < bytes.length / PAGE; i++) seen.add(first + i);
+    });
+    let asked = 0;
+    for (const page of scan) {
+      if (seen.has(page)) continue;
+      asked++;
+      client.request([page]);
+      await until(() => seen.has(page));
+    }
+    return asked;
+  };
+  await walk(r.clients[0]); // the first host's clones: the scan goes out to the group
+  const late = await openMcdistClient(accessOf(r.fork, r.server.address), {
+    config: r.server.config,
+  });
+  try {
+    const asked = await walk(late);
+    assert.ok(asked <= scan.length / 2, `the late host asked for ${asked} of ${scan.length}`);
+  } finally {
+    await late.close();
+  }
+});
+
 Deno.test("without read-ahead only asked-for pages are sent", async () => {
   const cfg = config();
   const served = fork(1);
