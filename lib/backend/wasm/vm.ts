@@ -93,7 +93,11 @@ const HOOK_DEFAULT_ERRORS: Record<HookCall | "clone" | "checkpoint", number> = {
   checkpoint: SF_EFORK,
 };
 
-const compiled = new Map<string, WebAssembly.Module>();
+/**
+ * Compiled modules by hash, as promises: the clones of a fork start together on a host, and each
+ * used to compile the module itself (4 clones: 4 compiles of 55–135 ms each on 2 cores).
+ */
+const compiled = new Map<string, Promise<WebAssembly.Module>>();
 
 /** A shared memory that a VM of `module` can import, `pages` pages large. */
 export function createGuestMemory(
@@ -170,11 +174,13 @@ export class WasmVm {
     run: Pick<WorkerInit, "args" | "env" | "cloneId" | "resume">,
   ): Promise<WasmVm> {
     const { module } = options;
-    let wasm = compiled.get(module.hash);
-    if (!wasm) {
-      wasm = await WebAssembly.compile(module.bytes);
-      compiled.set(module.hash, wasm);
+    let compiling = compiled.get(module.hash);
+    if (!compiling) {
+      compiling = WebAssembly.compile(module.bytes);
+      compiled.set(module.hash, compiling);
+      compiling.catch(() => compiled.delete(module.hash)); // the next VM tries again
     }
+    const wasm = await compiling;
     const control = new SharedArrayBuffer(CONTROL_BYTES);
     const interrupt = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
     const worker = takeWorker();
