@@ -429,11 +429,7 @@ export class McdistServer implements PushingPageServer {
    */
   #predict(state: ForkState, from: string, page: number): number[] {
     if (this.#options.readahead === false) return [];
-    let predictor = state.predictors.get(from);
-    if (predictor === undefined) {
-      predictor = new StridePredictor(state.fork.pageCount, this.#options.readahead);
-      state.predictors.set(from, predictor);
-    }
+    let predictor = this.#predictorOf(state, state.predictors, from);
     if (!predictor.continues(page)) {
       for (const other of state.predictors.values()) {
         if (other.continues(page)) {
@@ -499,12 +495,21 @@ export class McdistServer implements PushingPageServer {
    */
   #catchUpScan(state: ForkState, from: string, page: number): number[] {
     if (this.#options.readahead === false) return [];
-    let predictor = state.catchUps.get(from);
+    return this.#predictorOf(state, state.catchUps, from).observe(page);
+  }
+
+  /** `from`'s predictor in `predictors`, made at its first request. */
+  #predictorOf(
+    state: ForkState,
+    predictors: Map<string, StridePredictor>,
+    from: string,
+  ): StridePredictor {
+    let predictor = predictors.get(from);
     if (predictor === undefined) {
-      predictor = new StridePredictor(state.fork.pageCount, this.#options.readahead);
-      state.catchUps.set(from, predictor);
+      predictor = new StridePredictor(state.fork.pageCount, this.#options.readahead || {});
+      predictors.set(from, predictor);
     }
-    return predictor.observe(page);
+    return predictor;
   }
 
   /**
