@@ -84,11 +84,20 @@ export class SpareWorkers {
   refillSoon(delayMs: number): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#idle.length >= this.#target || deferrals.size > 0 || delayMs === Infinity) return;
+    if (!this.#short() || delayMs === Infinity) return;
     this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      // Taken workers may have come back meanwhile: one more would only be ended at the next
+      // give (it was, once a fork, on every clone host).
+      if (!this.#short()) return;
       this.#idle.push(this.#create());
       this.refillSoon(0);
     }, delayMs);
+  }
+
+  /** Whether a replacement may start: fewer idle workers than held, and no deferral. */
+  #short(): boolean {
+    return this.#idle.length < this.#target && deferrals.size === 0;
   }
 
   #retarget(): void {

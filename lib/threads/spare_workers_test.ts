@@ -33,6 +33,19 @@ Deno.test("holders' sizes add up; a take is replaced later; a deferral holds eve
   assert.deepEqual([a.idle, b.idle], [0, 0], "released pools keep no idle worker");
 });
 
+Deno.test("a worker given back before its replacement starts is not replaced", async () => {
+  const pool = new SpareWorkers(URL_IDLE);
+  const release = pool.hold(2);
+  try {
+    await until(() => pool.idle === 2);
+    pool.give(pool.take()); // a replacement is due after the quiet time
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(pool.idle, 2, "a worker was started that the pool did not lack");
+  } finally {
+    release();
+  }
+});
+
 Deno.test("an empty pool still hands out a worker at once", () => {
   const pool = new SpareWorkers(URL_IDLE);
   const worker = pool.take();
