@@ -268,6 +268,9 @@ export function madvise(address: number, length: number, advice: number): void {
   check(`madvise(${advice})`, libc().madvise(BigInt(address), BigInt(length), advice));
 }
 
+/** The kernel's page size on every host Snowflock runs on (x86_64, aarch64 with 4 KiB pages). */
+export const OS_PAGE = 4096;
+
 const PROT_READ_WRITE = 0x1 | 0x2;
 const MAP_PRIVATE = 0x02;
 const MAP_FIXED = 0x10;

@@ -17,9 +17,7 @@ import { releasePages } from "./release_pages.ts";
 import type { Memtap, PageSource } from "./memtap.ts";
 import { PageFile } from "./page_file.ts";
 import type { PageClient } from "./transport.ts";
-
-/** Memtap's only page size. */
-const PAGE_BYTES = 4096;
+import { OS_PAGE } from "../../native/libc.ts";
 
 /** A fork's page client, the pages it brought, and the memtaps it feeds. */
 export class ForkPages {
@@ -41,17 +39,17 @@ export class ForkPages {
   constructor(client: PageClient, pageCount: number, options: { pageFile?: boolean } = {}) {
     this.#client = client;
     this.pageFile = options.pageFile ? pageFileOrNone(pageCount) : undefined;
-    this.#store = new Uint8Array(this.pageFile ? 0 : pageCount * PAGE_BYTES);
+    this.#store = new Uint8Array(this.pageFile ? 0 : pageCount * OS_PAGE);
     this.asked = new Uint8Array(new SharedArrayBuffer(pageCount));
     client.onPages((first, bytes) => {
-      let kept = bytes.byteLength / PAGE_BYTES;
+      let kept = bytes.byteLength / OS_PAGE;
       for (let i = 0; i < kept; i++) {
         // Held before installing: a fault worker that still sees HOST_ASKED afterwards has
         // already marked its page requested, so the install below reaches its clone.
         const before = Atomics.exchange(this.asked, first + i, HOST_HELD);
         if (before === HOST_HELD) continue;
         try {
-          this.#keep(first + i, bytes.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES));
+          this.#keep(first + i, bytes.subarray(i * OS_PAGE, (i + 1) * OS_PAGE));
         } catch (error) {
           // Not held after all (e.g. no memory for the page file): nothing from here on is
           // installed, and the clones' next ask fails with the reason.
@@ -142,7 +140,7 @@ export class ForkPages {
 
   #keep(page: number, bytes: Uint8Array): void {
     if (this.pageFile) this.pageFile.write(page, bytes);
-    else this.#store.set(bytes, page * PAGE_BYTES);
+    else this.#store.set(bytes, page * OS_PAGE);
   }
 
   #installEverywhere(first: number, count: number): void {
@@ -153,7 +151,7 @@ export class ForkPages {
   #install(memtap: Memtap, first: number, count: number): void {
     if (this.pageFile) memtap.mapped(first, count);
     else {
-      memtap.install(first, this.#store.subarray(first * PAGE_BYTES, (first + count) * PAGE_BYTES));
+      memtap.install(first, this.#store.subarray(first * OS_PAGE, (first + count) * OS_PAGE));
     }
   }
 }

@@ -17,10 +17,7 @@
  * @module
  */
 
-import { close, memoryFile, writeAt } from "../../native/libc.ts";
-
-/** Memtap's only page size. */
-const PAGE_BYTES = 4096;
+import { close, memoryFile, OS_PAGE, writeAt } from "../../native/libc.ts";
 
 export class PageFile {
   /** The memory file: map it privately over a clone's memory (mapPrivateAt). */
@@ -35,17 +32,17 @@ export class PageFile {
 
   /** A file of `pageCount` pages, all holes (memory is taken only as pages are written). */
   static create(pageCount: number): PageFile {
-    return new PageFile(memoryFile("snowflock-fork-pages", pageCount * PAGE_BYTES), pageCount);
+    return new PageFile(memoryFile("snowflock-fork-pages", pageCount * OS_PAGE), pageCount);
   }
 
   /** Writes whole pages from `first` on. */
   write(first: number, bytes: Uint8Array): void {
     if (this.#closed) throw new Error("Cannot write pages: the page file is closed");
-    const count = bytes.byteLength / PAGE_BYTES;
+    const count = bytes.byteLength / OS_PAGE;
     if (!Number.isInteger(count) || first < 0 || first + count > this.#pageCount) {
       throw new RangeError(`Cannot write ${bytes.byteLength} bytes at page ${first}`);
     }
-    writeAt(this.fd, bytes, first * PAGE_BYTES);
+    writeAt(this.fd, bytes, first * OS_PAGE);
   }
 
   /** Closes the file here. Clones that still map it keep it until their memtaps close. */

@@ -5,8 +5,7 @@
  * @module
  */
 
-import { addressOf, MADV_DONTNEED, madvise } from "../../native/libc.ts";
-import { OS_PAGE } from "../backend/wasm/fork_descriptor.ts";
+import { addressOf, MADV_DONTNEED, madvise, OS_PAGE } from "../../native/libc.ts";
 
 /**
  * Drops the pages wholly inside `buffer` (MADV_DONTNEED): their memory is freed now, and they
