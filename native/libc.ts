@@ -79,6 +79,12 @@ const symbols = {
     result: "i32",
     nonblocking: true,
   },
+  // The same on the calling thread, with MSG_DONTWAIT: what is queued now, or EAGAIN.
+  recvmmsgNow: {
+    name: "recvmmsg",
+    parameters: ["i32", "buffer", "u32", "i32", "pointer"],
+    result: "i32",
+  },
   // int shutdown(int fd, int how)
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   // int *__errno_location(void): this thread's errno.
@@ -655,6 +661,23 @@ export function receiveMessages(
     flags,
     null,
   );
+}
+
+/**
+ * recvmmsg(fd, vec, count, flags | MSG_DONTWAIT, NULL) on this thread: the messages queued now
+ * (0 when none), or -errno.
+ */
+export function receiveMessagesNow(
+  fd: number,
+  vec: Uint8Array,
+  count: number,
+  flags: number,
+): number {
+  // Synchronous call: the kernel writes `vec` and its buffers before returning.
+  const r = libc().recvmmsgNow(fd, vec, count, flags | MSG_DONTWAIT, null);
+  if (r >= 0) return r;
+  const e = errno();
+  return e === Errno.EAGAIN ? 0 : -e;
 }
 
 /** shutdown(fd, SHUT_RD): a receive blocked on `fd` in another thread returns. */
