@@ -411,7 +411,7 @@ export class McdistServer implements PushingPageServer {
         }
         // A page sent before and asked for again was lost: the clones are not scanning there.
         if (state.everSent[page] === 0) readAhead(this.#predict(state, fromKey, page));
-        else if (!unicast && this.#provedLost(state, page, request.heard)) {
+        else if (this.#lostTo(state, page, request.heard, now)) {
           this.#catchUp(state, queue, this.#catchUpScan(state, fromKey, page));
         }
       }
@@ -486,6 +486,16 @@ export class McdistServer implements PushingPageServer {
   #provedLost(state: ForkState, page: number, heard: Heard): boolean {
     const heardSince = state.sentToGroup[page] === 1 ? heard.group : heard.unicast;
     return heard.sender === state.sentSender[page] && heardSince > state.sentSeq[page];
+  }
+
+  /**
+   * Whether a requester asking for `page`, sent before, lost it rather than waits for it: it heard
+   * a later datagram on the page's route, or the page went out longer ago than a datagram takes.
+   * The second alone tells a host served by unicast (the end game, or no multicast there), which
+   * may never have heard the group.
+   */
+  #lostTo(state: ForkState, page: number, heard: Heard, now: number): boolean {
+    return this.#provedLost(state, page, heard) || now - state.lastSent[page] >= this.#lockstepMs;
   }
 
   /**

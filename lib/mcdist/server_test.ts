@@ -327,7 +327,12 @@ Deno.test("a host that runs past a window first continues a sibling host's scan"
   await until(() => seen.has(164)); // the scan's next window, twice as long: 104 .. 164
 });
 
-Deno.test("a host whose clones start late catches up by read-ahead, not a round trip a page", async () => {
+/**
+ * Pages a host whose clones start after the first host's walked a strided scan asks for, walking
+ * it too. With `endgame`, the first host is done by then: the late one is served alone, by
+ * unicast, and may never have heard the group.
+ */
+async function lateHostAsks(endgame: boolean): Promise<{ asked: number; of: number }> {
   await using r = await rig(1, { clones: 2 });
   const scan = Array.from({ length: 64 }, (_, i) => 4 * i);
   /** Walks the scan as one faulting clone; returns the pages it had to ask for. */
@@ -346,15 +351,28 @@ Deno.test("a host whose clones start late catches up by read-ahead, not a round 
     return asked;
   };
   await walk(r.clients[0]); // the first host's clones: the scan goes out to the group
+  if (endgame) {
+    await r.clients[0].close();
+    await delay(350); // past the end game's window of active requesters
+  }
   const late = await openMcdistClient(accessOf(r.fork, r.server.address), {
     config: r.server.config,
   });
   try {
-    const asked = await walk(late);
-    assert.ok(asked <= scan.length / 2, `the late host asked for ${asked} of ${scan.length}`);
+    return { asked: await walk(late), of: scan.length };
   } finally {
     await late.close();
   }
+}
+
+Deno.test("a host whose clones start late catches up by read-ahead, not a round trip a page", async () => {
+  const { asked, of } = await lateHostAsks(false);
+  assert.ok(asked <= of / 2, `the late host asked for ${asked} of ${of}`);
+});
+
+Deno.test("a host whose clones start after the others ended catches up by unicast read-ahead", async () => {
+  const { asked, of } = await lateHostAsks(true);
+  assert.ok(asked <= of / 2, `the late host asked for ${asked} of ${of}`);
 });
 
 Deno.test("without read-ahead only asked-for pages are sent", async () => {
