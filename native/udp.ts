@@ -1,9 +1,10 @@
 /**
  * UDP sockets on libc, for mcdist's datagrams. A receiver takes a batch of datagrams per wake-up
  * (recvmmsg on a thread of Deno's blocking pool, or on its own thread while more are queued) into
- * buffers allocated once, and handed to the receiver in place; a send allocates nothing. Why not node:dgram: under Deno it costs ~15 µs and a fresh zero-filled 64 KiB buffer
- * per datagram, and with the garbage that makes it was a fifth of all CPU time of a 16-clone
- * fan-out (each host receives every page).
+ * buffers allocated once, and handed to the receiver in place; a send allocates nothing. Why not
+ * node:dgram: under Deno it costs ~15 µs and a fresh zero-filled 64 KiB buffer per datagram, and
+ * with the garbage that makes it was a fifth of all CPU time of a 16-clone fan-out (each host
+ * receives every page).
  *
  * struct mmsghdr on x86_64 Linux (64 bytes): struct msghdr { void *msg_name @0; socklen_t
  * msg_namelen @8; struct iovec *msg_iov @16; size_t msg_iovlen @24; void *msg_control @32;
