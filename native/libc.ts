@@ -664,17 +664,12 @@ export function receiveMessages(
 }
 
 /**
- * recvmmsg(fd, vec, count, flags | MSG_DONTWAIT, NULL) on this thread: the messages queued now
- * (0 when none), or -errno.
+ * recvmmsg(fd, vec, count, MSG_DONTWAIT, NULL) on this thread: the messages queued now (0 when
+ * none), or -errno.
  */
-export function receiveMessagesNow(
-  fd: number,
-  vec: Uint8Array,
-  count: number,
-  flags: number,
-): number {
+export function receiveMessagesNow(fd: number, vec: Uint8Array, count: number): number {
   // Synchronous call: the kernel writes `vec` and its buffers before returning.
-  const r = libc().recvmmsgNow(fd, vec, count, flags | MSG_DONTWAIT, null);
+  const r = libc().recvmmsgNow(fd, vec, count, MSG_DONTWAIT, null);
   if (r >= 0) return r;
   const e = errno();
   return e === Errno.EAGAIN ? 0 : -e;

@@ -160,7 +160,7 @@ export class UdpSocket {
     while (!this.#closed) {
       ring.rearm();
       let count = batchesNow < MAX_BATCHES_NOW
-        ? receiveMessagesNow(this.#fd, ring.vec, this.#batch, 0)
+        ? receiveMessagesNow(this.#fd, ring.vec, this.#batch)
         : 0;
       if (count > 0) batchesNow++;
       else {
