@@ -58,6 +58,10 @@ export class StridePredictor {
     }
     this.#recent.push(page);
     if (this.#recent.length > this.options.history) this.#recent.shift();
+    // Too few faults since the window last grew to judge by: a scan goes on until a full history
+    // shows none (faults that land inside its window dropped it, and the next eight faults of a
+    // scan read ahead were round trips each until it was recognised again).
+    if (this.#recent.length < this.options.history) return [];
     const step = this.#scanStep();
     if (step === 0) {
       this.#step = 0;
@@ -102,7 +106,6 @@ export class StridePredictor {
    */
   #scanStep(): number {
     const recent = this.#recent;
-    if (recent.length < this.options.history) return 0;
     const sorted = [...recent].sort((a, b) => a - b);
     const stride = sorted[1] - sorted[0];
     if (stride <= 0) return 0;

@@ -64,3 +64,11 @@ Deno.test("a clone reaching the latest window pushes the next one at once (async
   assert.deepEqual(p.reached(33), [], "off the scan's stride");
   assert.deepEqual(new StridePredictor(1000, options).reached(8), [], "no scan yet");
 });
+
+Deno.test("faults inside the window after it grew do not end the scan", () => {
+  const p = new StridePredictor(1000, options);
+  run(p, [0, 1, 2, 3]); // pushed 4..7
+  p.observe(8); // past the window: 8..15 pushed, the history starts over
+  assert.deepEqual(run(p, [9, 12]), [[], []], "inside the window");
+  assert.equal(p.observe(17).length, 16, "just past it: the scan went on, doubled");
+});
