@@ -89,8 +89,8 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
     // Calls arrive on later event-loop turns, after `vms` below is set.
     onRequest: (call) => vms.handle(call),
   });
-  // Wasm clones start on pre-started workers (a VM's and its memtap's): one per slot, up to a
-  // sane number.
+  // Wasm clones start on pre-started workers (a VM's and its memtap's) and reused memories: one
+  // per slot, up to a sane number.
   const spares = Math.min(o.slots ?? 4, 16);
   const releasePools = o.backend === "wasm"
     ? [holdWorkerPool(spares), holdFaultWorkers(spares)]
@@ -117,6 +117,7 @@ export async function startAgent(o: AgentServiceOptions): Promise<AgentService> 
       ...(o.memory ? { memory: o.memory } : {}),
       ...(o.vmNice !== undefined ? { vmNice: o.vmNice } : {}),
       ...(multicast ? { multicast } : {}),
+      spareMemories: spares,
       logger: o.logger,
     });
   return {

@@ -13,10 +13,10 @@
  */
 import { join } from "node:path";
 import {
-  createGuestMemory,
   deferRefill,
   type ForkPoint,
   type GuestHooks,
+  GuestMemoryPool,
   type PreparedModule,
   prepareModuleOffThread,
   SF_ECLONE,
@@ -96,6 +96,8 @@ export interface AgentVmsOptions {
   multicast?: { server: PushingPageServer; status: McdistStatus; config: McdistConfig };
   /** Nice value of VM threads; default {@link DEFAULT_VM_NICE}. */
   vmNice?: number;
+  /** Idle guest memories kept for the next clones (memory_pool.ts); default 4. */
+  spareMemories?: number;
 }
 
 /**
@@ -140,8 +142,11 @@ interface Vm {
   memtap?: { memtap: Memtap; fork: string; pages: ForkPages; allowRefill: () => void };
   /** Why a clone was stopped by its agent (reported instead of "killed"). */
   failure?: string;
-  /** The memory of a VM that ended, until its pages are released (no fork of it served). */
-  ended?: WebAssembly.Memory;
+  /**
+   * The memory of a VM that ended, until its pages are released (no fork of it served), and
+   * whether it may be reused (its guest's thread is done with it).
+   */
+  ended?: { memory: WebAssembly.Memory; reusable: boolean };
   /**
    * The pages the clones of this VM's last fork asked for, first asked first: a program that
    * forks again mostly reads the same data, so they are pushed to the next fork's clones.
@@ -181,6 +186,7 @@ export class AgentVms {
   #uffd: boolean;
   #avoid: Set<Heuristic>;
   #statsEvery: number;
+  #memories: GuestMemoryPool;
 
   constructor(o: AgentVmsOptions) {
     this.#o = o;
@@ -192,6 +198,7 @@ export class AgentVms {
     );
     this.#avoid = o.avoid ?? heuristicsFromEnv();
     this.#statsEvery = o.statsIntervalMs ?? 500;
+    this.#memories = new GuestMemoryPool(o.spareMemories ?? 4);
     const uffd = isUserfaultfdAvailable();
     this.#uffd = uffd.ok;
     this.#mode = o.memory ?? memoryModeFromEnv();
@@ -324,7 +331,7 @@ export class AgentVms {
    * /out. A fork it made keeps what it serves from (its snapshot) until its clones are gone.
    */
   #forget(vm: Vm): void {
-    vm.ended = vm.vm?.memory;
+    vm.ended = vm.vm && { memory: vm.vm.memory, reusable: vm.vm.threadDone };
     vm.vm = undefined;
     vm.checkpoints.clear();
     vm.hints = [];
@@ -336,14 +343,16 @@ export class AgentVms {
    * Gives the pages of an ended VM's memory back to the kernel once no fork of it is served.
    * Dropping the last reference is not enough: the memory goes only when the main thread and
    * every worker it was posted to have collected their garbage, which an agent's mostly idle
-   * isolates do rarely (measured: each job left its 64 MiB parent memory resident).
+   * isolates do rarely (measured: each job left its 64 MiB parent memory resident). A clone's
+   * memory goes back to the pool for the next clones.
    */
   #releaseMemory(vm: Vm): void {
-    const memory = vm.ended;
-    if (memory === undefined) return;
+    const ended = vm.ended;
+    if (ended === undefined) return;
     for (const served of this.#served.values()) if (served.parent === vm) return;
     vm.ended = undefined;
-    releasePages(memory.buffer);
+    if (ended.reusable) this.#memories.give(ended.memory);
+    else releasePages(ended.memory.buffer);
   }
 
   #event(event: VmEvent): void {
@@ -702,7 +711,7 @@ export class AgentVms {
       await Promise.all(clones.map(async ({ clone, vm: id }) => {
         const vm = await this.#newVm(id, sourceHash, true);
         vm.forkKey = toHex(d.forkKey);
-        const mem = createGuestMemory(module, d.wasm.memory.pages);
+        const mem = this.#memories.take(module, d.wasm.memory.pages);
         try {
           let stats: () => CloneMemoryStats;
           if (eager) {

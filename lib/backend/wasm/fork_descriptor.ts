@@ -13,12 +13,12 @@ import {
 } from "../../descriptor/mod.ts";
 import { OS_PAGE } from "../../../native/libc.ts";
 import type { ForkPointState, GlobalValue } from "./fork_point.ts";
+import { WASM_PAGE } from "./guest_abi.ts";
 import type { PreparedModule } from "./prepare.ts";
 import type { WasiFdState } from "./wasi.ts";
 
 /** Memory-on-demand works in OS pages, not 64 KiB wasm pages. */
 export { OS_PAGE };
-const WASM_PAGE = 65536;
 
 // The descriptor's fd flags: WASI fdflags in the low 16 bits, access above.
 const FD_READABLE = 1 << 16;

@@ -9,6 +9,9 @@
  * @module
  */
 
+/** Bytes of a WebAssembly page: guest memories are sized in these. */
+export const WASM_PAGE = 65536;
+
 /** Bad argument (e.g. a pointer range outside memory). */
 export const SF_EINVAL = -1;
 /** Unknown ticket. */

@@ -35,6 +35,7 @@ export type {
 } from "./prepare.ts";
 export type { FdKind, OutputStream, Preopen, WasiFdState, WasiState } from "./wasi.ts";
 export { createGuestMemory, WasmVm } from "./vm.ts";
+export { GuestMemoryPool } from "./memory_pool.ts";
 export type { GuestHooks, ResumeOptions, StartOptions, VmExit } from "./vm.ts";
 export { deferRefill, holdWorkerPool, idleWorkers } from "./worker_pool.ts";
 export { prepareModuleOffThread } from "./prepare_off_thread.ts";

@@ -37,6 +37,7 @@ import {
   MEMORY_IMPORT,
   SNOWFLOCK_IMPORTS,
   SNOWFLOCK_MODULE,
+  WASM_PAGE,
 } from "./guest_abi.ts";
 import { GuestError } from "./errors.ts";
 import { isComplete, materializeImage } from "./image.ts";
@@ -124,7 +125,6 @@ export interface PrepareOptions {
 
 /** Default maximum: the whole 32-bit address space. */
 export const DEFAULT_MAX_PAGES = 65536;
-const PAGE = 65536;
 
 // Features V8 runs and asyncify handles; a guest needing more fails validation.
 const GUEST_FEATURES = binaryen.Features.MutableGlobals | binaryen.Features.Atomics |
@@ -219,7 +219,7 @@ export function prepareModule(bytes: Uint8Array, options: PrepareOptions = {}): 
       stackPointer: globals.find((g) => g.internalName === "__stack_pointer")?.name ??
         globals.find((g) => g.type === "i32")?.name ?? null,
       heapBase,
-      asyncifyDataBytes: asyncifyPages * PAGE,
+      asyncifyDataBytes: asyncifyPages * WASM_PAGE,
       preopens,
     };
   } finally {

@@ -6,7 +6,7 @@
  * @module
  */
 import { adviseHugePages } from "../../memory/huge_pages.ts";
-import { INTERRUPT_FLAG, SF_ECONTROL, SF_EFORK, SfError } from "./guest_abi.ts";
+import { INTERRUPT_FLAG, SF_ECONTROL, SF_EFORK, SfError, WASM_PAGE } from "./guest_abi.ts";
 import { VmError } from "./errors.ts";
 import type { ForkPoint, ForkPointState } from "./fork_point.ts";
 import type { PreparedModule } from "./prepare.ts";
@@ -21,8 +21,6 @@ import {
   type WorkerInit,
   type WorkerMessage,
 } from "./worker_protocol.ts";
-
-const PAGE = 65536;
 
 /**
  * The impromptu-cluster calls of one VM, implemented by the agent. Each
@@ -118,6 +116,7 @@ export class WasmVm {
   #exited: Promise<VmExit>;
   #resolveExit!: (exit: VmExit) => void;
   #done = false;
+  #threadDone = false;
   #lines: Record<OutputStream, string> = { stdout: "", stderr: "" };
   #pauses: number[] = [];
   #ready = Promise.withResolvers<void>();
@@ -149,9 +148,9 @@ export class WasmVm {
         `Cannot resume VM: the fork point is of module ${forkPoint.moduleHash}, not ${module.hash}`,
       );
     }
-    if (memory.buffer.byteLength < forkPoint.memoryPages * PAGE) {
+    if (memory.buffer.byteLength < forkPoint.memoryPages * WASM_PAGE) {
       throw new VmError(
-        `Cannot resume VM: memory has ${memory.buffer.byteLength / PAGE} pages, ` +
+        `Cannot resume VM: memory has ${memory.buffer.byteLength / WASM_PAGE} pages, ` +
           `the fork point ${forkPoint.memoryPages}`,
       );
     }
@@ -232,6 +231,14 @@ export class WasmVm {
   /** Settles once, when the guest exits, traps or is killed. */
   get exited(): Promise<VmExit> {
     return this.#exited;
+  }
+
+  /**
+   * Whether the guest's thread is done with its memory: the guest exited, trapped or failed to
+   * start on its own. A killed guest's thread may still run for a moment after `exited`.
+   */
+  get threadDone(): boolean {
+    return this.#threadDone;
   }
 
   /** Milliseconds the guest was paused at each completed fork, in order. */
@@ -320,6 +327,7 @@ export class WasmVm {
   #finish(exit: VmExit, worker: "idle" | "end" = "end"): void {
     if (this.#done) return;
     this.#done = true;
+    this.#threadDone = worker === "idle";
     if (worker === "idle") giveWorker(this.#worker);
     else this.#worker.terminate();
     for (const stream of ["stdout", "stderr"] as const) {

@@ -92,8 +92,10 @@ Deno.test("a worker whose guest ended runs the next guest; a killed one's thread
     const before = vmThreads();
     const cluster = new FakeCluster(await preparedGuest("trap"));
     for (let i = 0; i < 3; i++) {
-      assert.equal((await (await cluster.start([])).exited).kind, "trap");
+      const vm = await cluster.start([]);
+      assert.equal((await vm.exited).kind, "trap");
       assert.equal(idleWorkers(), 1, "back in the pool");
+      assert.ok(vm.threadDone, "its thread is done with the memory");
     }
     assert.equal(cluster.linesOf("p").length, 3, "each run printed");
     assert.deepEqual([...vmThreads().keys()], [...before.keys()], "the same thread ran them all");
@@ -104,6 +106,7 @@ Deno.test("a worker whose guest ended runs the next guest; a killed one's thread
     await waitFor(() => spinner.linesOf("p").length === 1, "the guest spinning");
     spinning.kill();
     await spinning.exited;
+    assert.ok(!spinning.threadDone, "a killed guest's thread may still run");
     await waitFor(() => !vmThreads().has(pooled[0]), "the killed guest's thread to end");
   } finally {
     release();
