@@ -198,9 +198,17 @@ Deno.test("a page lost on its way is sent again at the first ask of a host that 
   }
 });
 
-Deno.test("only a later packet on the page's own route proves it lost", async () => {
-  const { cfg, served, server } = await patientServer();
-  // A sibling that asks once: on a busy machine its re-ask would be a second send of page 5.
+/**
+ * Pages 0..24 of a 2-clone fork (page 15 is a zero page) sent to the group once, in order; the
+ * stamp of the datagram that carried page 20's last part; and two raw hosts that ask for page 20
+ * again telling any `heard`.
+ */
+async function pageSentOnce(lockstepMs: number) {
+  const cfg = config();
+  const served = fork(2);
+  const server = await startMcdistServer({ config: cfg, readahead: false, lockstepMs });
+  server.addFork(served);
+  // A sibling that asks once: on a busy machine its re-ask would be a second send of page 20.
   const sibling = await openMcdistClient(accessOf(served, server.address), {
     config: cfg,
     minTimeoutMs: 60_000,
@@ -213,17 +221,21 @@ Deno.test("only a later packet on the page's own route proves it lost", async ()
     resolved.interface,
   );
   const hosts = [openSocket("127.0.0.1", 0), openSocket("127.0.0.1", 0)];
+  const close = async () => {
+    for (const socket of [group, ...hosts]) await socket.close();
+    await sibling.close();
+    await server.close();
+  };
   try {
-    // The stamp of the datagram that carried page 5's last part.
     let carried: { sender: number; seq: number } | undefined;
     group.receive((bytes) => {
       const result = decodePacket(bytes, () => ({ key: served.key, pageSize: PAGE }));
       const body = result.ok ? result.packet.body : undefined;
-      if (result.ok && body?.type === PacketType.PAGES && body.first === 5) {
+      if (result.ok && body?.type === PacketType.PAGES && body.first === 20) {
         carried = { sender: result.packet.sender, seq: result.packet.seq };
       }
     });
-    sibling.request([5]);
+    sibling.request(Array.from({ length: 25 }, (_, page) => page).filter((page) => page !== 15));
     await until(() => sibling.outstanding === 0 && carried !== undefined);
     const [address, port] = server.address.split(":");
     const ask = (host: number, heard: Heard) =>
@@ -236,23 +248,41 @@ Deno.test("only a later packet on the page's own route proves it lost", async ()
             rate: 0,
             outstanding: 1,
             heard,
-            runs: [{ first: 5, count: 1 }],
+            runs: [{ first: 20, count: 1 }],
           },
         }, served.key),
         { address, port: Number(port) },
       );
-    const { sender, seq } = carried!;
-    ask(0, { sender, group: seq - 1, unicast: seq + 10 }); // the group's datagram may be queued
-    await delay(50);
-    assert.equal(server.stats(served.forkId).retransmits, 0, "still on its way: not sent again");
-    assert.equal(server.counters(served.forkId).lockstepIgnored, 1);
-    ask(1, { sender, group: seq + 1, unicast: 0 }); // a later group datagram came first: lost
-    await until(() => server.stats(served.forkId).retransmits === 1);
-  } finally {
-    for (const socket of [group, ...hosts]) await socket.close();
-    await sibling.close();
-    await server.close();
+    const retransmits = () => server.stats(served.forkId).retransmits;
+    const ignored = () => server.counters(served.forkId).lockstepIgnored;
+    return { ...carried!, ask, retransmits, ignored, [Symbol.asyncDispose]: close };
+  } catch (error) {
+    await close();
+    throw error;
   }
+}
+
+Deno.test("only a later packet on the page's own route proves it lost", async () => {
+  await using page = await pageSentOnce(60_000);
+  const { sender, seq } = page;
+  page.ask(0, { sender, group: seq - 1, unicast: seq + 10 }); // the group's datagram may be queued
+  await delay(50);
+  assert.equal(page.retransmits(), 0, "still on its way: not sent again");
+  assert.equal(page.ignored(), 1);
+  page.ask(1, { sender, group: seq + 1, unicast: 0 }); // a later group datagram came first: lost
+  await until(() => page.retransmits() === 1);
+});
+
+Deno.test("a page a lagging host has not read yet is not sent again, however late", async () => {
+  await using page = await pageSentOnce(1);
+  const { sender, seq } = page;
+  await delay(20); // past the lockstep window: once that alone made it lost
+  page.ask(0, { sender, group: 0, unicast: 0 }); // behind the datagrams before the page too
+  await until(() => page.ignored() === 1);
+  assert.equal(page.retransmits(), 0, "in the host's socket buffer, not lost");
+  // A host that heard the datagrams just before the page may have lost the last of a burst.
+  page.ask(1, { sender, group: seq - 1, unicast: 0 });
+  await until(() => page.retransmits() === 1);
 });
 
 Deno.test("idle clients receive pushed pages they never asked for", async () => {
