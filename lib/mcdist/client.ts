@@ -16,6 +16,7 @@ import {
   type TransportStats,
 } from "../memory/transport.ts";
 import { groupFor, type McdistConfig, payloadBytes, resolveConfig } from "./config.ts";
+import { DeadlineQueue } from "./deadlines.ts";
 import { RateMeter } from "./flow.ts";
 import { ReplayGuard } from "./replay.ts";
 import {
@@ -69,7 +70,7 @@ export class McdistError extends Error {
 }
 
 interface Wanted {
-  /** When it was last asked (ms), or when an announced push is due. */
+  /** When it is due to be asked again (ms): its re-ask timeout, or when an announced push is due. */
   deadline: number;
   lastAsked: number;
   attempts: number;
@@ -137,6 +138,8 @@ export class McdistClient implements PageClient {
   #delivered: Uint8Array;
   #wanted = new Map<number, Wanted>();
   #toAsk = new Set<number>();
+  /** When each wanted page is due to be asked again (a page's latest entry is its deadline). */
+  #deadlines = new DeadlineQueue();
   #partial = new Map<number, PartialPage>();
   #announced = new Map<number, number>();
   /** The newest packet from the server: told in every REQUEST, so that it can tell lost pages. */
@@ -229,9 +232,9 @@ export class McdistClient implements PageClient {
     const late = now - this.#lastTick > 3 * TICK_MS;
     this.#lastTick = now;
     if (!late) {
-      for (const [page, wanted] of this.#wanted) {
-        if (wanted.deadline <= now && !this.#toAsk.has(page)) this.#toAsk.add(page);
-      }
+      this.#deadlines.popDue(now, (page, at) => {
+        if (this.#wanted.get(page)?.deadline === at) this.#toAsk.add(page);
+      });
     }
     if (this.#toAsk.size > 0) this.#flush(now);
     const reportMs = this.#options.reportMs ?? 100;
@@ -246,6 +249,7 @@ export class McdistClient implements PageClient {
     if (this.#wanted.size === 0) {
       clearInterval(this.#tick);
       this.#tick = undefined;
+      this.#deadlines.clear();
     } else if (now - this.#lastHeard > (this.#options.failAfterMs ?? 10_000)) {
       this.#fail(
         new McdistError(
@@ -269,6 +273,11 @@ export class McdistClient implements PageClient {
     return Math.min(max, base * BACKOFF ** Math.max(0, attempts - 1));
   }
 
+  #dueAt(page: number, wanted: Wanted, at: number): void {
+    wanted.deadline = at;
+    this.#deadlines.push(page, at);
+  }
+
   /** Sends every page in #toAsk that is not expected from a push announcement. */
   #flush(now: number): void {
     const ask: number[] = [];
@@ -277,13 +286,13 @@ export class McdistClient implements PageClient {
       if (wanted === undefined) continue;
       const pushedBy = this.#announced.get(page);
       if (pushedBy !== undefined && pushedBy > now) {
-        wanted.deadline = pushedBy;
+        this.#dueAt(page, wanted, pushedBy);
         continue;
       }
       if (wanted.attempts > 0) this.#stats.retransmits++;
       wanted.attempts++;
       wanted.lastAsked = now;
-      wanted.deadline = now + this.#timeoutMs(wanted.attempts);
+      this.#dueAt(page, wanted, now + this.#timeoutMs(wanted.attempts));
       ask.push(page);
     }
     this.#toAsk.clear();
