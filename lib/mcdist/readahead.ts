@@ -50,7 +50,7 @@ export class StridePredictor {
 
   /** A clone faulted on `page`; returns the pages to push next, in order (maybe none). */
   observe(page: number): number[] {
-    if (this.continues(page)) {
+    if (this.#continues(page)) {
       // The clones ran through the window: push the next, larger one from its end.
       this.#window = Math.min(this.options.maxWindow, this.#window * 2);
       this.#recent = [];
@@ -81,7 +81,7 @@ export class StridePredictor {
   }
 
   /** Whether a fault on `page` (a page not read ahead) is the scan running past its window. */
-  continues(page: number): boolean {
+  #continues(page: number): boolean {
     if (this.#step === 0) return false;
     const past = (page - this.#ahead) / this.#step;
     return Number.isInteger(past) && past >= 1 && past <= SLACK_STRIDES;
