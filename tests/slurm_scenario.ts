@@ -110,9 +110,13 @@ export async function runningClones(client: MasterClient, n: number): Promise<Cl
   }
 }
 
-/** Waits until Slurm no longer runs job `id` (cancelled, completed or purged). */
+/**
+ * Waits until Slurm no longer runs job `id` (cancelled, completed or purged). Generously: the
+ * lab's slurmctld shares 2 cores with whatever else runs, and once took over 10 s to show a
+ * cancelled job as such (a fresh clone's test run, the Xen lab building beside it).
+ */
 export async function jobGone(slurm: SlurmCluster, id: string): Promise<boolean> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const state = await slurm.jobState(id);
     if (state === undefined || /CANCELLED|COMPLETED/.test(state)) return true;
