@@ -170,6 +170,13 @@ interface InFlight {
 }
 
 const LATENCY_RING = 65536;
+/**
+ * Pages fill() has on their way at once; it asks for more as they arrive. A transport asks again
+ * for what has not come within its timeout, which follows the round trip, not the queue ahead:
+ * 61,440 pages asked for at once over mcdist were asked for again 322,000–587,000 times and took
+ * 2.2–2.9 s; in windows of 256, 2,809 times and 1.5–1.75 s (windows of 1,024: 27,140 times).
+ */
+const FILL_WINDOW = 256;
 type RequiredOptions =
   & Required<Omit<MemtapOptions, "direct" | "hostAsked" | "backing">>
   & Pick<MemtapOptions, "direct" | "hostAsked" | "backing">;
@@ -212,6 +219,8 @@ export class Memtap {
   #stalledUs = 0;
   /** PRESENT pages not installed yet (fill() waits for 0). */
   #presentLeft = 0;
+  /** The page fill() looks at next for one to ask for, or -1 (not filling, or all asked). */
+  #fillNext = -1;
   #filled: PromiseWithResolvers<void> | undefined;
 
   /** Settles (resolves with the error) when a page cannot be fetched or the worker dies. */
@@ -395,9 +404,19 @@ export class Memtap {
     this.#recountPresentLeft();
     if (this.#presentLeft === 0) return;
     this.#filled ??= Promise.withResolvers<void>();
+    this.#fillNext = 0;
+    this.#askFillWindow();
+    const failed = this.failed.then((e) => Promise.reject(e));
+    await Promise.race([this.#filled.promise, failed]);
+  }
+
+  /** Asks for fill()'s next missing pages, so that at most FILL_WINDOW are on their way. */
+  #askFillWindow(): void {
+    if (this.#fillNext < 0 || this.#inFlight.size > FILL_WINDOW / 2) return;
     const ask: number[] = [];
     const now = performance.now();
-    for (let page = 0; page < this.#pageCount; page++) {
+    while (this.#fillNext < this.#pageCount && this.#inFlight.size < FILL_WINDOW) {
+      const page = this.#fillNext++;
       if (this.#marks[page] !== PAGE_PRESENT) continue;
       // Claim it as the worker would: a later fault on it then just waits for the install.
       if (
@@ -408,9 +427,8 @@ export class Memtap {
       this.#inFlight.set(page, { sentAt: now, tries: 1 });
       ask.push(page);
     }
+    if (this.#fillNext >= this.#pageCount) this.#fillNext = -1;
     if (ask.length > 0) this.#ask(ask);
-    const failed = this.failed.then((e) => Promise.reject(e));
-    await Promise.race([this.#filled.promise, failed]);
   }
 
   #onDirectFailed(message: string): void {
@@ -504,6 +522,7 @@ export class Memtap {
       }
     }
     if (this.#presentLeft === 0) this.#filled?.resolve();
+    else this.#askFillWindow();
   }
 
   #onFault(pages: number[], at: number): void {

@@ -417,3 +417,21 @@ Deno.test("measure: memtap fault latency and throughput (printed, not asserted)"
     }
   }
 });
+
+Deno.test("fill() asks for a window of pages at a time, the next as they arrive", async () => {
+  const pages = 4096;
+  const memory = sharedMemory(pages / 16);
+  const contents = randomContents(pages);
+  const source = new FakeSource(contents, "later");
+  const memtap = await openWith(memory, new Uint8Array(pages).fill(PAGE_PRESENT), source);
+  try {
+    await memtap.fill();
+    const requested = source.requested();
+    assert.equal(new Set(requested).size, pages, "every page, once");
+    assert.ok(source.requests.length > 1, "in several requests");
+    assert.ok(source.requests.every((r) => r.length <= 256), "none larger than the window");
+    assert.deepEqual(new Uint8Array(memory.buffer, 0, pages * PS), contents);
+  } finally {
+    await memtap.close();
+  }
+});
