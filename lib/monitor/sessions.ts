@@ -80,7 +80,9 @@ export function sessionCookieName(url: URL): string {
 
 /** A Set-Cookie value; `session` undefined clears the cookie. */
 export function sessionCookie(url: URL, session: Session | undefined, now = Date.now()): string {
-  const maxAge = session ? Math.max(0, Math.floor((session.expiresAt - now) / 1000)) : 0;
+  // Rounded up: a cookie written a millisecond after its session was made still says
+  // the full lifetime; the master, not the browser, decides when a session ends.
+  const maxAge = session ? Math.max(0, Math.ceil((session.expiresAt - now) / 1000)) : 0;
   const parts = [
     `${sessionCookieName(url)}=${session?.id ?? ""}`,
     "Path=/v1/",

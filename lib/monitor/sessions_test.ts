@@ -40,6 +40,11 @@ Deno.test("sessionCookie(): HttpOnly, SameSite=Strict, scoped to /v1/ and to the
     "snowflock_session_7070=abc; Path=/v1/; Max-Age=60; HttpOnly; SameSite=Strict",
   );
   assert.match(
+    sessionCookie(url, { id: "abc", expiresAt: 61_000 }, 1_001),
+    /Max-Age=60;/,
+    "a cookie written a moment after its session began still gets the whole lifetime",
+  );
+  assert.match(
     sessionCookie(new URL("https://m.example/v1/session"), undefined),
     /_443=; .*Max-Age=0.*; Secure$/,
   );
