@@ -38,6 +38,7 @@ import {
   type Heard,
   hex,
   maxRuns,
+  PacketKey,
   PacketType,
   type PagesBody,
   type PushBody,
@@ -156,7 +157,7 @@ export class McdistClient implements PageClient {
 
   constructor(parts: ClientParts) {
     this.#access = parts.access;
-    this.#keys = { key: parts.access.key, pageSize: parts.access.pageSize };
+    this.#keys = { key: new PacketKey(parts.access.key), pageSize: parts.access.pageSize };
     this.#config = parts.config;
     this.#server = parts.server;
     this.#unicast = parts.unicast;
@@ -218,6 +219,7 @@ export class McdistClient implements PageClient {
     this.#closed = true;
     clearInterval(this.#tick);
     await Promise.all([this.#unicast.close(), this.#group?.close()]);
+    this.#keys.key.free();
   }
 
   #startTicking(): void {
@@ -320,7 +322,7 @@ export class McdistClient implements PageClient {
   #encode(body: Body, flags: number): Uint8Array {
     const bytes = this.#stamp.encode(
       { flags, forkId: this.#access.forkId, body },
-      this.#access.key,
+      this.#keys.key,
     );
     this.#stats.packetsSent++;
     this.#stats.bytesSent += bytes.length;

@@ -8,7 +8,7 @@
 
 import { groupFor, type McdistConfig, resolveConfig } from "./config.ts";
 import { onDatagram, openGroupReceiver, openSocket, PacketStamp } from "./socket.ts";
-import { decodePacket, PacketType } from "./wire.ts";
+import { decodePacket, PacketKey, PacketType } from "./wire.ts";
 
 /** What the agent puts in its status: how mcdist moves pages on this host, and why. */
 export interface McdistStatus {
@@ -35,7 +35,7 @@ export async function probeMulticast(
     return { mode: "unicast", group: "", port: 0, interface: "", ttl: 0, reason: String(error) };
   }
   const forkId = crypto.getRandomValues(new Uint8Array(16));
-  const key = crypto.getRandomValues(new Uint8Array(32));
+  const key = new PacketKey(crypto.getRandomValues(new Uint8Array(32)));
   const nonce = crypto.getRandomValues(new Uint8Array(8));
   const group = groupFor(config, forkId);
   const status = { group, port: config.port, interface: config.interface, ttl: config.ttl };
@@ -81,6 +81,7 @@ export async function probeMulticast(
   } finally {
     timers.forEach(clearTimeout);
     await Promise.all(sockets.map((socket) => socket.close()));
+    key.free();
   }
 }
 

@@ -44,6 +44,7 @@ import {
   type Heard,
   hex,
   maxRuns,
+  PacketKey,
   PacketType,
   pageDataRoom,
   type RequestBody,
@@ -181,7 +182,7 @@ class ForkState {
     flow: Partial<FlowOptions> | undefined,
     readahead: Partial<ReadaheadOptions>,
   ) {
-    this.keys = { key: fork.key, pageSize: fork.pageSize };
+    this.keys = { key: new PacketKey(fork.key), pageSize: fork.pageSize };
     this.scan = new StridePredictor(fork.pageCount, readahead);
     this.group = group;
     this.flow = new FlowController(flow);
@@ -279,6 +280,7 @@ export class McdistServer implements PushingPageServer {
     if (this.#mode === "multicast" && !this.#closed) {
       this.#send(state, state.group, { type: PacketType.END, reason: EndReason.FORK_REMOVED }, 0);
     }
+    state.keys.key.free();
   }
 
   stats(forkId?: Uint8Array): TransportStats {
@@ -764,7 +766,7 @@ export class McdistServer implements PushingPageServer {
   }
 
   #send(state: ForkState, to: Endpoint, body: Body, flags: number): void {
-    const bytes = this.#stamp.encode({ flags, forkId: state.fork.forkId, body }, state.fork.key);
+    const bytes = this.#stamp.encode({ flags, forkId: state.fork.forkId, body }, state.keys.key);
     this.#socket.send(bytes, to);
     if (to === state.group) state.groupSeqs[state.groupSent++ % GROUP_SEQS] = this.#stamp.seq;
     for (const stats of [state.stats, this.#total]) {

@@ -9,7 +9,7 @@ import { groupFor, type McdistConfig, resolveConfig } from "./config.ts";
 import { probeMulticast } from "./probe.ts";
 import { type McdistServer, startMcdistServer } from "./server.ts";
 import { type InboundShim, openGroupReceiver, openSocket, PacketStamp } from "./socket.ts";
-import { decodePacket, type Heard, PacketType } from "./wire.ts";
+import { decodePacket, type Heard, PacketKey, PacketType } from "./wire.ts";
 
 const PAGE = 4096;
 
@@ -117,7 +117,7 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
   try {
     const [address, port] = r.server.address.split(":");
     const stamp = new PacketStamp();
-    const request = (key: Uint8Array) =>
+    const request = (key: PacketKey) =>
       stamp.encode({
         flags: 0,
         forkId: r.fork.forkId,
@@ -130,8 +130,12 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
         },
       }, key);
     const send = (bytes: Uint8Array) => socket.send(bytes, { address, port: Number(port) });
-    send(request(new Uint8Array(32).fill(1)));
-    const genuine = request(r.fork.key);
+    const forged = new PacketKey(new Uint8Array(32).fill(1));
+    const forkKey = new PacketKey(r.fork.key);
+    send(request(forged));
+    const genuine = request(forkKey);
+    forged.free();
+    forkKey.free();
     send(genuine);
     await delay(50);
     send(genuine);
@@ -221,15 +225,17 @@ async function pageSentOnce(lockstepMs: number) {
     resolved.interface,
   );
   const hosts = [openSocket("127.0.0.1", 0), openSocket("127.0.0.1", 0)];
+  const key = new PacketKey(served.key);
   const close = async () => {
     for (const socket of [group, ...hosts]) await socket.close();
+    key.free();
     await sibling.close();
     await server.close();
   };
   try {
     let carried: { sender: number; seq: number } | undefined;
     group.receive((bytes) => {
-      const result = decodePacket(bytes, () => ({ key: served.key, pageSize: PAGE }));
+      const result = decodePacket(bytes, () => ({ key, pageSize: PAGE }));
       const body = result.ok ? result.packet.body : undefined;
       if (result.ok && body?.type === PacketType.PAGES && body.first === 20) {
         carried = { sender: result.packet.sender, seq: result.packet.seq };
@@ -250,7 +256,7 @@ async function pageSentOnce(lockstepMs: number) {
             heard,
             runs: [{ first: 20, count: 1 }],
           },
-        }, served.key),
+        }, key),
         { address, port: Number(port) },
       );
     const retransmits = () => server.stats(served.forkId).retransmits;

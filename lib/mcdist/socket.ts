@@ -6,7 +6,7 @@
  */
 
 import { UdpSocket } from "../../native/udp.ts";
-import { encodePacket, type Packet } from "./wire.ts";
+import { encodePacket, type Packet, type PacketKey } from "./wire.ts";
 
 export type { UdpSocket };
 
@@ -100,7 +100,7 @@ export class PacketStamp {
     return this.#seq;
   }
 
-  encode(packet: Omit<Packet, "sender" | "seq" | "time">, key: Uint8Array): Uint8Array {
+  encode(packet: Omit<Packet, "sender" | "seq" | "time">, key: PacketKey): Uint8Array {
     if (this.#seq === 0xffffffff) {
       // Receivers would take a restarted sequence for replays: become a new sender instead.
       this.#sender = randomSender();

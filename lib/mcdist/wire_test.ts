@@ -1,4 +1,4 @@
-import { createHmac } from "node:crypto";
+import { createCipheriv, createHmac } from "node:crypto";
 import assert from "node:assert/strict";
 import {
   decodePacket,
@@ -8,6 +8,7 @@ import {
   HEADER_BYTES,
   OVERHEAD_BYTES,
   type Packet,
+  PacketKey,
   PacketType,
   partLength,
   TAG_BYTES,
@@ -23,7 +24,7 @@ import {
 } from "./testdata/make_golden.ts";
 
 const GOLDEN = await Deno.readFile(GOLDEN_URL);
-const KEYS: ForkKeys = { key: GOLDEN_KEY, pageSize: GOLDEN_PAGE_SIZE };
+const KEYS: ForkKeys = { key: new PacketKey(GOLDEN_KEY), pageSize: GOLDEN_PAGE_SIZE };
 const lookup = () => KEYS;
 
 function decoded(result: DecodeResult): Packet {
@@ -31,14 +32,14 @@ function decoded(result: DecodeResult): Packet {
   return result.packet;
 }
 
-Deno.test("encodePacket() matches the v2 golden file byte for byte", () => {
+Deno.test("encodePacket() matches the v3 golden file byte for byte", () => {
   assert.deepEqual(encodeGolden(), GOLDEN);
 });
 
 Deno.test("the golden header is the one PROTOCOL.md tabulates", () => {
   const first = splitGolden(GOLDEN)[0];
-  // "SFMC", version 2, type 1 (REQUEST), flags 1, fork id 00..0f, sender, seq 1, time, body 34
-  assert.deepEqual([...first.subarray(0, 8)], [0x53, 0x46, 0x4d, 0x43, 2, 1, 0, 1]);
+  // "SFMC", version 3, type 1 (REQUEST), flags 1, fork id 00..0f, sender, seq 1, time, body 34
+  assert.deepEqual([...first.subarray(0, 8)], [0x53, 0x46, 0x4d, 0x43, 3, 1, 0, 1]);
   assert.deepEqual([...first.subarray(24, 40)], [
     1,
     2,
@@ -60,9 +61,23 @@ Deno.test("the golden header is the one PROTOCOL.md tabulates", () => {
   assert.equal(first.length, OVERHEAD_BYTES + 34);
 });
 
-Deno.test("decodePacket() reads every packet of the v2 golden file", () => {
+Deno.test("decodePacket() reads every packet of the v3 golden file", () => {
   const packets = splitGolden(GOLDEN).map((bytes) => decoded(decodePacket(bytes, lookup)));
   assert.deepEqual(packets, goldenPackets());
+});
+
+Deno.test("the tag is PROTOCOL.md's: ChaCha20-Poly1305, derived key, header fields as nonce", () => {
+  // Computed with node:crypto, independently of native/libcrypto.ts.
+  const key = createHmac("sha256", GOLDEN_KEY).update("SFMC v3 packet key").digest();
+  for (const bytes of splitGolden(GOLDEN)) {
+    const signed = bytes.subarray(0, bytes.length - TAG_BYTES);
+    const cipher = createCipheriv("chacha20-poly1305", key, signed.subarray(24, 36), {
+      authTagLength: TAG_BYTES,
+    });
+    cipher.setAAD(signed, { plaintextLength: 0 });
+    cipher.final();
+    assert.deepEqual(new Uint8Array(cipher.getAuthTag()), bytes.subarray(signed.length));
+  }
 });
 
 Deno.test("packets round-trip through encode and decode", () => {
@@ -89,13 +104,16 @@ Deno.test("packets round-trip through encode and decode", () => {
         ),
       },
     };
-    const keys = { key: crypto.getRandomValues(new Uint8Array(32)), pageSize };
+    const keys = { key: new PacketKey(crypto.getRandomValues(new Uint8Array(32))), pageSize };
     assert.deepEqual(decoded(decodePacket(encodePacket(packet, keys.key), () => keys)), packet);
+    keys.key.free();
   }
 });
 
 Deno.test("decodePacket() rejects a packet signed with another key as forged", () => {
-  const bytes = encodePacket(goldenPackets()[1], new Uint8Array(32).fill(9));
+  const other = new PacketKey(new Uint8Array(32).fill(9));
+  const bytes = encodePacket(goldenPackets()[1], other);
+  other.free();
   const result = decodePacket(bytes, lookup);
   assert.equal(result.ok, false);
   assert.equal(!result.ok && result.kind, "forged");
@@ -105,7 +123,7 @@ Deno.test("decodePacket() reports unknown forks, other versions and trailing byt
   const bytes = splitGolden(GOLDEN)[4];
   const unknown = decodePacket(bytes, () => undefined);
   assert.equal(!unknown.ok && unknown.kind, "unknown-fork");
-  for (const version of [1, 3]) {
+  for (const version of [2, 4]) {
     const other = bytes.slice();
     other[4] = version;
     assert.equal((decodePacket(other, lookup) as { kind: string }).kind, "version");
@@ -135,13 +153,13 @@ Deno.test("decodePacket() never throws on random or mutated datagrams", () => {
       if (i % 7 === 0) bytes = bytes.subarray(0, Math.floor(random() * bytes.length));
     }
     const result = decodePacket(bytes, lookup);
-    // A mutation that leaves the datagram authentic is impossible short of forging HMAC-SHA256.
+    // A mutation that leaves the datagram authentic is impossible short of forging the tag.
     if (result.ok) assert.deepEqual(bytes, golden[i % golden.length]);
   }
 });
 
 Deno.test("decodePacket() checks the body only after the tag: a well-signed bad body is malformed", () => {
-  const bytes = encodePacket(goldenPackets()[3], GOLDEN_KEY);
+  const bytes = encodePacket(goldenPackets()[3], KEYS.key);
   const view = new DataView(bytes.buffer);
   view.setUint16(HEADER_BYTES, 5); // claims 5 runs, carries 1
   const resigned = resign(bytes);
@@ -152,13 +170,13 @@ Deno.test("decodePacket() checks the body only after the tag: a well-signed bad 
 Deno.test("encodePacket() refuses fields out of range", () => {
   const packet = goldenPackets()[2];
   assert.throws(
-    () => encodePacket({ ...packet, seq: -1 }, GOLDEN_KEY),
+    () => encodePacket({ ...packet, seq: -1 }, KEYS.key),
     /^RangeError: Cannot encode packet: seq/,
   );
-  assert.throws(() => encodePacket(packet, new Uint8Array(16)), /key is 16 bytes/);
+  assert.throws(() => new PacketKey(new Uint8Array(16)), /Cannot use fork key: it is 16 bytes/);
   assert.throws(
     () =>
-      encodePacket({ ...packet, body: { ...packet.body, count: 2 } as Packet["body"] }, GOLDEN_KEY),
+      encodePacket({ ...packet, body: { ...packet.body, count: 2 } as Packet["body"] }, KEYS.key),
     /travels alone/,
   );
 });
@@ -169,9 +187,8 @@ Deno.test("toRuns() sorts, deduplicates and merges pages", () => {
 
 /** Signs `bytes` again with the golden key after a test changed its body. */
 function resign(bytes: Uint8Array): Uint8Array {
-  const signedLength = bytes.length - TAG_BYTES;
-  const tag = createHmac("sha256", GOLDEN_KEY).update(bytes.subarray(0, signedLength)).digest();
   const out = bytes.slice();
-  out.set(tag.subarray(0, TAG_BYTES), signedLength);
+  const signedLength = out.length - TAG_BYTES;
+  KEYS.key.sign(out.subarray(0, signedLength), out.subarray(signedLength));
   return out;
 }

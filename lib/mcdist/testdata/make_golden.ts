@@ -1,11 +1,11 @@
 // GOLDEN FILE GENERATOR: run once per protocol version, then check the output in.
 //   deno run --allow-write --allow-ffi lib/mcdist/testdata/make_golden.ts
-// wire_test.ts compares the encoding of goldenPackets() with wire_v2.bin byte for byte, so
+// wire_test.ts compares the encoding of goldenPackets() with wire_v3.bin byte for byte, so
 // regenerating it hides a layout change; a new version gets a new file instead.
 // File layout: for each packet, its length (u16, big-endian) and then its bytes.
-import { encodePacket, type Packet, PacketType } from "../wire.ts";
+import { encodePacket, type Packet, PacketKey, PacketType } from "../wire.ts";
 
-export const GOLDEN_URL: URL = new URL("./wire_v2.bin", import.meta.url);
+export const GOLDEN_URL: URL = new URL("./wire_v3.bin", import.meta.url);
 export const GOLDEN_KEY: Uint8Array = sequence(32, 0xa0);
 export const GOLDEN_PAGE_SIZE = 64;
 
@@ -59,7 +59,9 @@ export function goldenPackets(): Packet[] {
 }
 
 export function encodeGolden(): Uint8Array {
-  const parts = goldenPackets().map((p) => encodePacket(p, GOLDEN_KEY));
+  const key = new PacketKey(GOLDEN_KEY);
+  const parts = goldenPackets().map((p) => encodePacket(p, key));
+  key.free();
   const out = new Uint8Array(parts.reduce((sum, p) => sum + 2 + p.length, 0));
   let at = 0;
   for (const part of parts) {
