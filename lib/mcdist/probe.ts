@@ -35,13 +35,15 @@ export async function probeMulticast(
     return { mode: "unicast", group: "", port: 0, interface: "", ttl: 0, reason: String(error) };
   }
   const forkId = crypto.getRandomValues(new Uint8Array(16));
-  const key = new PacketKey(crypto.getRandomValues(new Uint8Array(32)));
   const nonce = crypto.getRandomValues(new Uint8Array(8));
   const group = groupFor(config, forkId);
   const status = { group, port: config.port, interface: config.interface, ttl: config.ttl };
   const sockets = [];
   const timers: ReturnType<typeof setTimeout>[] = [];
+  let owned: PacketKey | undefined;
   try {
+    const key = new PacketKey(crypto.getRandomValues(new Uint8Array(32)));
+    owned = key;
     const receiver = openGroupReceiver(group, config.port, config.interface);
     sockets.push(receiver);
     const sender = openSocket(config.interface, 0);
@@ -81,7 +83,7 @@ export async function probeMulticast(
   } finally {
     timers.forEach(clearTimeout);
     await Promise.all(sockets.map((socket) => socket.close()));
-    key.free();
+    owned?.free();
   }
 }
 
