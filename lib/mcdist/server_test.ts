@@ -137,10 +137,11 @@ Deno.test("forged and replayed requests are rejected, counted and not answered",
     forged.free();
     forkKey.free();
     send(genuine);
-    await delay(50);
+    await until(() => r.server.stats(r.fork.forkId).packetsSent === 3);
     send(genuine);
     send(new Uint8Array([1, 2, 3]));
-    await delay(50);
+    await until(() => r.server.stats().rejected === 3);
+    await delay(50); // time for a wrong second answer to go out
     const stats = r.server.stats(r.fork.forkId);
     assert.equal(stats.rejected, 2, "forged and replayed");
     assert.equal(r.server.stats().rejected, 3, "plus the malformed one, in the total");
@@ -272,9 +273,8 @@ Deno.test("only a later packet on the page's own route proves it lost", async ()
   await using page = await pageSentOnce(60_000);
   const { sender, seq } = page;
   page.ask(0, { sender, group: seq - 1, unicast: seq + 10 }); // the group's datagram may be queued
-  await delay(50);
+  await until(() => page.ignored() === 1);
   assert.equal(page.retransmits(), 0, "still on its way: not sent again");
-  assert.equal(page.ignored(), 1);
   page.ask(1, { sender, group: seq + 1, unicast: 0 }); // a later group datagram came first: lost
   await until(() => page.retransmits() === 1);
 });
