@@ -93,6 +93,15 @@ async function openWith(
   return memtap;
 }
 
+/** A memtap over `pages` pages, all PRESENT, fed by a fresh source of random contents. */
+async function presentMemtap(pages: number, answer: "now" | "later") {
+  const memory = sharedMemory(pages / 16);
+  const contents = randomContents(pages);
+  const source = new FakeSource(contents, answer);
+  const memtap = await openWith(memory, new Uint8Array(pages).fill(PAGE_PRESENT), source);
+  return { memory, contents, source, memtap };
+}
+
 Deno.test("memtap fills a clone lazily with exactly the source's pages", async () => {
   const pages = 256;
   const memory = sharedMemory(pages / 16);
@@ -120,10 +129,7 @@ Deno.test("a closed memtap's fault worker goes back to the spares and serves the
   try {
     const pages = 64;
     for (let round = 0; round < 2; round++) {
-      const memory = sharedMemory(pages / 16);
-      const contents = randomContents(pages);
-      const source = new FakeSource(contents, "later");
-      const memtap = await openWith(memory, new Uint8Array(pages).fill(PAGE_PRESENT), source);
+      const { memory, contents, memtap } = await presentMemtap(pages, "later");
       assert.equal(idleFaultWorkers(), 0, "memtap did not take the spare");
       try {
         await touchAndCheck(memory, contents, shuffledSample(20, pages));
@@ -172,10 +178,7 @@ Deno.test("memtap wakes a clone after a batch of installs, not at its first page
 
 Deno.test("memtap installs unrequested pages once and never asks for them", async () => {
   const pages = 64;
-  const memory = sharedMemory(pages / 16);
-  const contents = randomContents(pages);
-  const source = new FakeSource(contents, "now");
-  const memtap = await openWith(memory, new Uint8Array(pages).fill(PAGE_PRESENT), source);
+  const { memory, contents, source, memtap } = await presentMemtap(pages, "now");
   try {
     memtap.install(0, contents.subarray(0, 32 * PS)); // pushed before anyone asked
     memtap.install(8, contents.subarray(8 * PS, 40 * PS)); // overlaps: the first 24 are ignored
@@ -420,10 +423,7 @@ Deno.test("measure: memtap fault latency and throughput (printed, not asserted)"
 
 Deno.test("fill() asks for a window of pages at a time, the next as they arrive", async () => {
   const pages = 4096;
-  const memory = sharedMemory(pages / 16);
-  const contents = randomContents(pages);
-  const source = new FakeSource(contents, "later");
-  const memtap = await openWith(memory, new Uint8Array(pages).fill(PAGE_PRESENT), source);
+  const { memory, contents, source, memtap } = await presentMemtap(pages, "later");
   try {
     await memtap.fill();
     const requested = source.requested();
