@@ -17,11 +17,17 @@
  * the median finish time is reported: on a small machine one run of 16 VMs
  * varies by half. Runs are a second apart, so that none pays for the one
  * before (its hosts restarting spare workers, returning memory).
+ *
+ * The hosts share this machine's cores, so each run also reports the CPU time
+ * the machine was busy from sf_clone to the join and how long threads waited
+ * for a CPU meanwhile (cpu_meter.ts): with 16 clones every core is busy, and
+ * the finish time is bounded by CPU that real hosts would not share.
  */
 import { createHosts } from "../netns/hosts.ts";
 import { runJob } from "../cli/run_job.ts";
 import { benchGuest } from "./cluster_run.ts";
 import { startNetnsCluster } from "./netns_cluster.ts";
+import { CpuMeter } from "./cpu_meter.ts";
 import { percentile, round2 } from "./stats.ts";
 
 /** Quiet time before each measured run. */
@@ -54,6 +60,10 @@ export interface FanoutResult {
   finish_ms: number;
   multicast_bytes: number;
   retransmissions: number;
+  /** CPU time the machine's cores were busy from sf_clone to the join, summed over cores. */
+  cpu_ms: number;
+  /** Of that wall time, how long some thread was ready to run but waited for a CPU (PSI). */
+  cpu_wait_ms?: number;
   /** finish_ms of every run of this N, in the order run. */
   runs_ms: number[];
 }
@@ -64,6 +74,8 @@ export interface FanoutReport {
   working_set_pages: number;
   mtu: number;
   loss_percent: number;
+  /** Cores of the machine all hosts share. */
+  cores: number;
   results: FanoutResult[];
   bytes_ratio_16_1: number;
   time_ratio_16_1: number;
@@ -89,6 +101,7 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
   }
   // The parent fills its buffer with 0x5a: each clone's sum of its working set.
   const expected = `sum ${pages * 0x5a}`;
+  using meter = new CpuMeter();
   const measure = async (clones: number): Promise<Omit<FanoutResult, "runs_ms">> => {
     const sums = new Map<number, string>();
     const run = await runJob({
@@ -114,13 +127,18 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
     }
     const fork = (await cluster.client.status()).clusters.find((c) => c.parentVm === run.vm.id);
     const m = fork?.memory;
+    const finishMs = fork?.timeline.joinedMs ?? 0;
+    const start = fork ? Date.parse(fork.createdAt) : NaN;
+    const cpu = meter.useBetween(start, start + finishMs);
     return {
       clones,
       server_bytes: m?.bytesSent ?? 0,
       server_packets: m?.packetsSent ?? 0,
-      finish_ms: round2(fork?.timeline.joinedMs ?? 0),
+      finish_ms: round2(finishMs),
       multicast_bytes: m?.multicastBytes ?? 0,
       retransmissions: m?.retransmits ?? 0,
+      cpu_ms: round2(cpu?.cpuMs ?? 0),
+      ...(cpu?.waitMs !== undefined ? { cpu_wait_ms: round2(cpu.waitMs) } : {}),
     };
   };
   const warmUp = Math.max(hosts, ...sizes);
@@ -150,6 +168,7 @@ export async function benchFanout(o: FanoutOptions = {}): Promise<FanoutReport> 
     working_set_pages: pages,
     mtu,
     loss_percent: loss,
+    cores: navigator.hardwareConcurrency,
     results,
     bytes_ratio_16_1: ratio(sixteen?.server_bytes, one?.server_bytes),
     time_ratio_16_1: ratio(sixteen?.finish_ms, one?.finish_ms),
