@@ -105,7 +105,7 @@ function parentPauseBench(): Command {
 function fanoutBench(): Command {
   return new Command("fanout")
     .description(
-      "mcdist: server bytes, packets and finish time for 1..16 clones on 4 namespace hosts",
+      "mcdist: server bytes and packets, finish time and CPU use for 1..16 clones on 4 namespace hosts",
     )
     .option("--loss <percent>", "datagram loss injected on every clone host", parseCount(0, 90), 0)
     .option("--memory-mib <n>", "the parent's buffer", parseCount(1, 4096), 64)
