@@ -331,6 +331,7 @@ export class Memtap {
   mapped(firstPage: number, count: number): void {
     if (!this.#backed) throw new MemtapError("Cannot map pages: this memtap has no page file");
     this.#eachWantedRun("map", firstPage, count, (first, end) => {
+      this.#wakeLater(first, end);
       this.#markInstalled(first, end - first);
     });
   }
@@ -471,6 +472,7 @@ export class Memtap {
       if (result.errno === Errno.EEXIST && result.bytes === 0) done += ps;
       // EAGAIN, or EEXIST after progress: carry on from where the kernel stopped.
     }
+    this.#wakeLater(first, first + bytes.byteLength / ps);
     this.#markInstalled(first, bytes.byteLength / ps);
   }
 
@@ -478,8 +480,9 @@ export class Memtap {
    * Wakes the threads waiting on pages [from, to) once the current task is over, together with
    * every other page installed meanwhile. Pages come in batches (a datagram batch, a sibling's
    * run): a VM woken on the first would run into the next before it is installed, and fault
-   * again; woken after the batch, it runs through all of them. A thread woken on a page still
-   * missing just faults again.
+   * again; woken after the batch, it runs through all of them. Any page installed may have a
+   * waiter (its fault not read yet), so the whole span is woken; a thread woken on a page
+   * still missing just faults again.
    */
   #wakeLater(from: number, to: number): void {
     if (this.#wakeFrom < 0) {
@@ -500,18 +503,10 @@ export class Memtap {
     if (!this.#closed) uffdWake(this.#uffd, this.#base + from * ps, (to - from) * ps);
   }
 
-  /**
-   * Marks pages present and wakes their waiters. Only a page whose fault the worker has read
-   * (REQUESTED) can have one here: a fault read after this finds the page PRESENT and the worker
-   * wakes it (fault_worker.ts). Most pages arrive before their clone gets to them, so most
-   * batches need no wake-up at all.
-   */
   #markInstalled(first: number, count: number): void {
     const now = monotonicMicros();
     for (let page = first; page < first + count; page++) {
-      if (Atomics.exchange(this.#state, page, STATE_PRESENT) === STATE_REQUESTED) {
-        this.#wakeLater(page, page + 1);
-      }
+      Atomics.store(this.#state, page, STATE_PRESENT);
       this.#pagesFetched++;
       this.#presentLeft--;
       const entry = this.#inFlight.get(page);
