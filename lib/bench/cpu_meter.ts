@@ -64,10 +64,13 @@ export function parseCpuPressure(text: string): number {
 
 /**
  * The counters at `at` interpolated between the two samples around it (sorted by time), or
- * undefined when `at` is outside them.
+ * undefined when `at` is outside them or not a time (a fork with no recorded start).
  */
 export function sampleAt(samples: readonly CpuSample[], at: number): CpuSample | undefined {
-  if (samples.length === 0 || at < samples[0].at || at > samples[samples.length - 1].at) {
+  if (
+    samples.length === 0 || !Number.isFinite(at) || at < samples[0].at ||
+    at > samples[samples.length - 1].at
+  ) {
     return undefined;
   }
   let i = 1;

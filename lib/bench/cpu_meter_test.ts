@@ -44,6 +44,7 @@ Deno.test("sampleAt() interpolates between the samples around a time", () => {
   assert.equal(sampleAt(samples, 999), undefined);
   assert.equal(sampleAt(samples, 1041), undefined);
   assert.equal(sampleAt([], 1000), undefined);
+  assert.equal(sampleAt(samples, NaN), undefined);
 });
 
 Deno.test("useBetween() is the difference of the counters at both ends", () => {
